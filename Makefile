@@ -1,0 +1,48 @@
+# kdlab: every target bootstraps .venv itself (python3 -m venv + uv), so a fresh clone needs only
+#   make lab    JupyterLab on 127.0.0.1 with a token, opened on notebooks/
+#   make test   the whole suite: unit tests, every notebook in the smoke profile (papermill + nbval)
+#   make run    every notebook headless in the class profile, with one table of run times and key numbers
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+UV     := $(VENV)/bin/uv
+STAMP  := $(VENV)/.kdlab-installed
+PROFILE ?= class
+PYTEST_ARGS ?=
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+.PHONY: venv lab test unit notebooks run doctor gpu-test bench clean-runs
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@test -x $(UV) || $(PY) -m pip install -q --disable-pip-version-check uv
+	$(UV) pip install --python $(PY) --compile-bytecode -q -c constraints.txt -e ".[lab,test,assign]"
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+lab: venv
+	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --no-browser $(ALLOW_ROOT) \
+		--ServerApp.root_dir=notebooks --IdentityProvider.token=$${KDLAB_TOKEN:-$$($(PY) -c 'import secrets; print(secrets.token_hex(16))')}
+
+test: venv
+	KDLAB_PROFILE=smoke KDLAB_HEADLESS=1 $(PY) -m pytest tests notebooks \
+		--nbval-lax --nbval-current-env --nbval-cell-timeout=240 -p no:cacheprovider $(PYTEST_ARGS)
+
+unit: venv
+	KDLAB_HEADLESS=1 $(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+run: venv
+	$(PY) -m kdlab.cli run --profile $(PROFILE) --out runs/$(PROFILE)
+
+doctor: venv
+	$(PY) -m kdlab.cli doctor
+
+gpu-test: venv
+	KDLAB_HEADLESS=1 $(PY) -m pytest tests -m gpu $(PYTEST_ARGS)
+
+bench: venv
+	$(PY) benchmarks/bench_meta.py --quick
+
+clean-runs:
+	rm -rf runs

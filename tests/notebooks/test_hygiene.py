@@ -1,0 +1,66 @@
+"""Committed notebooks are clean sources: no outputs, kernelspec python3, a `parameters` cell that
+papermill can override, the shared parameter names, and the skeleton of DESIGN.md."""
+import json
+
+import pytest
+
+from .conftest import NOTEBOOKS, notebook_params
+
+SHARED = ("PROFILE", "SEED", "DEVICE")
+
+
+def test_the_course_has_its_foundation_notebooks():
+    stems = [p.stem for p in NOTEBOOKS]
+    assert "00_start_here" in stems and "01_knowledge_distillation" in stems
+
+
+@pytest.mark.parametrize("path", notebook_params())
+def test_notebook_is_committed_clean(path):
+    nb = json.loads(path.read_text())
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == [], f"{path.name}: a cell was committed with outputs"
+            assert cell["execution_count"] is None
+
+
+@pytest.mark.parametrize("path", notebook_params())
+def test_notebook_has_one_parameters_cell_with_the_shared_names(path):
+    nb = json.loads(path.read_text())
+    tagged = [c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", [])]
+    assert len(tagged) == 1, f"{path.name}: expected exactly one cell tagged 'parameters'"
+    source = "".join(tagged[0]["source"])
+    for name in SHARED:
+        assert f"{name} =" in source, f"{path.name}: the parameters cell lacks {name}"
+    assert 'PROFILE = "class"' in source, "students on a laptop get the class profile by default"
+
+
+@pytest.mark.parametrize("path", notebook_params())
+def test_notebook_calls_setup_records_results_and_ends_with_a_summary(path):
+    nb = json.loads(path.read_text())
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    markdown = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    assert "kdlab.setup(" in code
+    assert "record(" in code
+    assert "## Summary" in markdown
+
+
+@pytest.mark.parametrize("path", notebook_params())
+def test_exercises_use_nbgrader_markers_with_stable_ids(path):
+    nb = json.loads(path.read_text())
+    ids = []
+    for cell in nb["cells"]:
+        meta = cell["metadata"].get("nbgrader")
+        source = "".join(cell["source"])
+        if "### BEGIN SOLUTION" in source:
+            assert meta and meta.get("solution") is True, f"{path.name}: solution cell without nbgrader metadata"
+            assert "### END SOLUTION" in source
+        if meta:
+            assert meta.get("grade_id"), f"{path.name}: nbgrader cell without grade_id"
+            ids.append(meta["grade_id"])
+            if meta.get("grade"):
+                assert meta.get("points", 0) > 0
+    assert len(ids) == len(set(ids)), f"{path.name}: duplicate grade ids"
+    if path.stem != "00_start_here":
+        solutions = [i for i in ids if i.endswith("-solution") or "solution" in i]
+        assert len(solutions) >= 3, f"{path.name}: at least three exercises expected"
