@@ -85,8 +85,8 @@ def make_optimizer(params, name="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4)
 
 def _check_finite(losses, epoch, step, lr):
     total = losses["loss"]
-    if not torch.isfinite(total):
-        terms = ", ".join(f"{k}={float(v):.4g}" for k, v in losses.items())
+    if not torch.isfinite(total.detach()):
+        terms = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in losses.items())
         raise TrainingDivergedError(
             f"the loss became {float(total)} at epoch {epoch + 1}, step {step + 1} ({terms}). "
             f"Try a smaller learning rate (now {lr:g}), a smaller TEMPERATURE or ALPHA, or check the inputs "
