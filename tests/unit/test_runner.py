@@ -1,0 +1,200 @@
+"""kdlab.runner and kdlab.cli on tiny notebooks (no torch inside, so each runs in seconds).
+
+Each notebook run starts a real `python3` kernel under papermill in a child process.
+"""
+import os
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from kdlab import cli, results, runner
+
+PARAMETERS = 'PROFILE = "class"\nLR = 0.1'
+
+RECORDING = """\
+import os, sys
+from kdlab.results import record
+record("python", sys.executable)
+record("prefix", sys.prefix)
+record("profile", PROFILE)
+record("env_profile", os.environ["KDLAB_PROFILE"])
+record("lr", LR)
+record("accuracy", 0.9134, fmt=".1%")
+record("loss", float("nan"))
+"""
+
+
+def write_notebook(path, *cells):
+    """A notebook with a `parameters` cell, then `cells`; kernelspec python3 like the course's."""
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    parameters = nbformat.v4.new_code_cell(PARAMETERS)
+    parameters.metadata["tags"] = ["parameters"]
+    notebook.cells = [parameters] + [nbformat.v4.new_code_cell(source) for source in cells]
+    nbformat.write(notebook, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    """Two course notebooks, one that records results and one that fails, run with run_all."""
+    folder = tmp_path_factory.mktemp("notebooks")
+    write_notebook(folder / "01_records.ipynb", RECORDING)
+    write_notebook(folder / "02_fails.ipynb", "print('before the error')",
+                   "raise ValueError('ALPHA must be in [0, 1]')", "print('never runs')")
+    write_notebook(folder / "notes.ipynb", "raise RuntimeError('not a course notebook: must not run')")
+    out = tmp_path_factory.mktemp("runs")
+    runs = runner.run_all(folder, out, "smoke", parameters={"LR": 1e-5}, outer_timeout=300, progress=False)
+    return folder, out, runs
+
+
+def test_run_all_runs_the_numbered_notebooks_in_order(course):
+    folder, out, runs = course
+    assert [run.notebook.name for run in runs] == ["01_records.ipynb", "02_fails.ipynb"]
+    assert [run.status for run in runs] == ["ok", "failed"]
+
+
+def test_kernel_is_this_interpreter_and_parameters_are_injected(course):
+    recorded = course[2][0].results
+    assert recorded["python"] == sys.executable and recorded["prefix"] == sys.prefix
+    assert recorded["profile"] == "smoke" and recorded["env_profile"] == "smoke"
+    assert recorded["lr"] == 1e-5 and isinstance(recorded["lr"], float)  # not the string "1e-05"
+
+
+def test_results_round_trip_through_metadata_and_outputs(course):
+    folder, out, runs = course
+    executed = out / "01_records.ipynb"
+    notebook = nbformat.read(str(executed), as_version=4)
+    stored = notebook.metadata["kdlab"]
+    assert stored["results"]["accuracy"] == 0.9134 and stored["results"]["loss"] == "nan"
+    assert stored["not_finite"] == ["loss"] and stored["formats"] == {"accuracy": ".1%"}
+    assert stored["status"] == "ok" and stored["parameters"] == {"PROFILE": "smoke", "LR": 1e-5}
+    from_metadata = results.read_results(executed)
+    assert from_metadata.keys() == runs[0].results.keys()
+    assert from_metadata["accuracy"] == 0.9134 and from_metadata["profile"] == "smoke"
+    assert from_metadata["loss"] != from_metadata["loss"]  # NaN came back as a float NaN
+
+    del notebook.metadata["kdlab"]  # as if executed by nbval or JupyterLab: scrape the outputs instead
+    scraped_path = out / "scraped.ipynb"
+    nbformat.write(notebook, str(scraped_path))
+    scraped = results.read_results(scraped_path)
+    assert scraped.keys() == from_metadata.keys()
+    assert scraped["accuracy"] == 0.9134 and scraped["python"] == sys.executable
+    texts = [output["data"]["text/plain"] for cell in notebook.cells for output in cell.get("outputs", [])
+             if "data" in output]
+    assert "recorded: accuracy = 91.3%" in texts
+
+
+def test_failing_notebook_reports_the_cells_error(course):
+    failed = course[2][1]
+    assert not failed.ok and failed.error == "ValueError: ALPHA must be in [0, 1]"
+    assert failed.output.exists() and failed.log.exists()
+
+
+def test_format_table_lists_status_time_and_key_numbers(course):
+    table = runner.format_table(course[2]).splitlines()
+    assert [cell.strip() for cell in table[0].split("|")[1:-1]] == ["notebook", "status", "time", "key numbers"]
+    assert len(table) == 4 and len({len(line) for line in table}) == 1  # header, rule, two aligned rows
+    assert "| 01_records |" in table[2] and "accuracy = 91.3%" in table[2] and "| ok " in table[2]
+    assert "| 02_fails " in table[3] and "error: ValueError: ALPHA must be in [0, 1]" in table[3]
+
+
+def processes_with_env(text):
+    """Pids of live processes whose environment contains `text` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text.encode() in (entry / "environ").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
+def test_hung_notebook_times_out_and_its_kernel_is_killed(tmp_path):
+    notebook = write_notebook(tmp_path / "hang.ipynb",
+                              "import os, pathlib\nfrom kdlab.results import record\nrecord('started', 1)\n"
+                              "pathlib.Path('kernel.pid').write_text(str(os.getpid()))",
+                              "import time\ntime.sleep(600)")
+    out = tmp_path / "out" / "hang.ipynb"
+    run = runner.execute_notebook(notebook, out, profile="smoke", outer_timeout=10)
+    assert run.status == "timeout" and "outer timeout of 10 s" in run.error
+    assert 10 <= run.seconds < 25
+    assert processes_with_env(str(out)) == []  # neither papermill nor its kernel survived
+    pid_file = tmp_path / "kernel.pid"
+    if pid_file.exists():  # the kernel started in time (it does unless the machine is overloaded)
+        assert not alive(int(pid_file.read_text()))
+        assert run.results == {"started": 1}  # recorded before the hang, kept after the kill
+
+
+def alive(pid):
+    """True if `pid` runs (a zombie, killed but not yet reaped, counts as dead)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def test_cell_timeout_is_reported_as_timeout(tmp_path):
+    notebook = write_notebook(tmp_path / "slow.ipynb", "import time\ntime.sleep(60)")
+    run = runner.execute_notebook(notebook, tmp_path / "slow_out.ipynb", profile="smoke", execution_timeout=2,
+                                  outer_timeout=120)
+    assert run.status == "timeout" and "execution timeout of 2 s" in run.error
+    assert run.seconds < 60
+
+
+def test_only_timeouts_are_retried(tmp_path, monkeypatch):
+    notebook = write_notebook(tmp_path / "n.ipynb")
+    statuses = iter(["timeout", "failed", "ok"])
+    calls = []
+
+    def fake_execute_once(path, out_path, *args, **kwargs):
+        calls.append(path)
+        return runner.NotebookRun(path, out_path, next(statuses), 1.0)
+
+    monkeypatch.setattr(runner, "_execute_once", fake_execute_once)
+    run = runner.execute_notebook(notebook, tmp_path / "o.ipynb", profile="smoke", retries=5)
+    assert (run.status, run.attempts, len(calls)) == ("failed", 2, 2)
+    statuses = iter(["timeout", "timeout", "ok"])
+    assert runner.execute_notebook(notebook, tmp_path / "o.ipynb", profile="smoke", retries=1).status == "timeout"
+
+
+def test_bad_arguments_stop_before_any_kernel_starts(tmp_path):
+    notebook = write_notebook(tmp_path / "n.ipynb")
+    with pytest.raises(ValueError, match="PROFILE='fast'"):
+        runner.execute_notebook(notebook, tmp_path / "o.ipynb", profile="fast")
+    with pytest.raises(ValueError, match="ALPHA=2"):
+        runner.execute_notebook(notebook, tmp_path / "o.ipynb", profile="smoke", parameters={"ALPHA": 2})
+    with pytest.raises(ValueError, match="an existing .ipynb file"):
+        runner.execute_notebook(tmp_path / "missing.ipynb", tmp_path / "o.ipynb", profile="smoke")
+    assert not (tmp_path / "o.ipynb").exists()
+
+
+def test_cli_run_prints_the_table_and_exits_1_when_a_notebook_fails(tmp_path, capsys):
+    notebook = write_notebook(tmp_path / "03_fails.ipynb", "1 / 0")
+    code = cli.main(["run", "--profile", "smoke", "--out", str(tmp_path / "runs"), "--retries", "0",
+                     str(notebook)])
+    printed = capsys.readouterr().out
+    assert code == 1
+    assert "| 03_fails | failed |" in printed and "ZeroDivisionError: division by zero" in printed
+    assert (tmp_path / "runs" / "03_fails.ipynb").exists()
+
+
+def test_doctor_reports_versions(capsys):
+    import torch
+
+    rows = cli.doctor_report()
+    items = {item: (value, ok) for item, value, ok in rows}
+    assert items["torch"] == (torch.__version__, True)
+    assert items["python"][0].startswith(f"{sys.version_info.major}.{sys.version_info.minor}.")
+    assert {"device", "threads", "data root", "datasets", "network", "jupyterlab", "ipywidgets",
+            "jupyterlab_widgets", "kernel python3"} <= items.keys()
+    assert cli.main(["doctor"]) == 0
+    printed = capsys.readouterr().out
+    assert "torch" in printed and torch.__version__ in printed
+    assert os.cpu_count() is not None and f"{os.cpu_count()} CPU cores" in printed
