@@ -1,0 +1,275 @@
+"""Notebook 02 (MAML): sinusoid regression, few-shot glyphs, the meta-gradient lab, panels.
+
+Finn, Abbeel, Levine (2017), "Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks":
+
+    theta'_i = theta - alpha * grad_theta L_Ti(f_theta)                     (Eq. 1, inner update)
+    theta   <- theta - beta * grad_theta sum_i L_Ti(f_theta'_i)              (Eq. 2, meta update)
+    L_Ti = mean squared error for regression (Eq. 3), cross-entropy for classification (Eq. 4)
+
+Every inner loop goes through `kdlab.meta`; this module only arranges experiments around it.
+"""
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import meta
+from ..models import MLP
+from ..stats import episodes_ci
+from ..widgets import Panel, log_slider, slider
+
+# -- sinusoid regression (MAML section 5.1) -----------------------------------------------------------
+AMPLITUDE, PHASE, X_RANGE = (0.1, 5.0), (0.0, math.pi), (-5.0, 5.0)
+
+
+def sinusoid_tasks(n, shots, generator, queries=None):
+    """`n` tasks y = A sin(x - phi), A ~ U[0.1, 5], phi ~ U[0, pi], x ~ U[-5, 5] (the paper's ranges).
+
+    Returns a list of (x_support, y_support, x_query, y_query, amplitude, phase) with `shots` support and
+    `queries` (default `shots`) query points per task.
+    """
+    queries = queries or shots
+    tasks = []
+    for _ in range(n):
+        amplitude = AMPLITUDE[0] + (AMPLITUDE[1] - AMPLITUDE[0]) * torch.rand(1, generator=generator).item()
+        phase = PHASE[0] + (PHASE[1] - PHASE[0]) * torch.rand(1, generator=generator).item()
+        x = X_RANGE[0] + (X_RANGE[1] - X_RANGE[0]) * torch.rand(shots + queries, 1, generator=generator)
+        y = amplitude * torch.sin(x - phase)
+        tasks.append((x[:shots], y[:shots], x[shots:], y[shots:], amplitude, phase))
+    return tasks
+
+
+def sine_net(seed):
+    """The paper's regressor: 1 -> 40 -> 40 -> 1 with ReLU."""
+    torch.manual_seed(seed)
+    return MLP(1, hidden=(40, 40), num_classes=1)
+
+
+def meta_train_sinusoid(net, *, iterations, meta_batch=10, shots=10, inner_lr=0.01, inner_steps=1,
+                        meta_lr=1e-3, first_order=False, seed=0, log_every=50):
+    """MAML on sinusoids: Adam on the meta-objective; returns the query-loss curve (one value per log)."""
+    generator = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(net.parameters(), lr=meta_lr)
+    curve = []
+    for it in range(iterations):
+        tasks = [t[:4] for t in sinusoid_tasks(meta_batch, shots, generator)]
+        opt.zero_grad(set_to_none=True)
+        out = meta.maml_step(net, tasks, steps=inner_steps, lr=inner_lr, first_order=first_order,
+                             inner_loss=F.mse_loss, query_loss=F.mse_loss)
+        opt.step()
+        if it % log_every == 0 or it == iterations - 1:
+            curve.append((it + 1, out["loss"]))
+    return curve
+
+
+def pretrain_sinusoid(net, *, iterations, meta_batch=10, shots=10, lr=1e-3, seed=0):
+    """The paper's baseline: one regressor trained on all tasks at once (no inner loop)."""
+    generator = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    for _ in range(iterations):
+        tasks = sinusoid_tasks(meta_batch, shots, generator)
+        x = torch.cat([t[0] for t in tasks] + [t[2] for t in tasks])
+        y = torch.cat([t[1] for t in tasks] + [t[3] for t in tasks])
+        opt.zero_grad(set_to_none=True)
+        F.mse_loss(net(x), y).backward()
+        opt.step()
+    return net
+
+
+def adaptation_curves(net, task, *, steps, lr, grid=None):
+    """Predictions on a dense grid after 0..steps inner steps on the task's support points."""
+    x_support, y_support = task[0], task[1]
+    grid = torch.linspace(*X_RANGE, 200).unsqueeze(1) if grid is None else grid
+    curves = []
+    for k in range(steps + 1):
+        with torch.enable_grad():
+            start = {n: p.detach().requires_grad_() for n, p in meta.params_of(net).items()}
+            fast, _ = meta.inner_loop(net, start, F.mse_loss, (x_support, y_support), steps=k, lr=lr,
+                                      first_order=True)
+        with torch.no_grad():
+            curves.append(meta.forward(net, fast, grid).squeeze(1).tolist())
+    truth = (task[4] * torch.sin(grid - task[5])).squeeze(1).tolist()
+    return {"grid": grid.squeeze(1).tolist(), "curves": curves, "truth": truth,
+            "x_support": x_support.squeeze(1).tolist(), "y_support": y_support.squeeze(1).tolist()}
+
+
+def sinusoid_mse_after(net, tasks, *, steps, lr):
+    """Mean query MSE over tasks after `steps` inner steps (the paper's Figure 3 metric)."""
+    losses = []
+    for x_s, y_s, x_q, y_q, *_ in tasks:
+        prediction = meta.adapt_and_predict(net, (x_s, y_s), x_q, steps=steps, lr=lr, loss_fn=F.mse_loss)
+        losses.append(float(F.mse_loss(prediction, y_q)))
+    return float(np.mean(losses))
+
+
+def sinusoid_panel(maml_net, baseline_net, task, *, lr):
+    """An INNER_STEPS slider: MAML's and the pretrained baseline's fit after k steps on one new task."""
+
+    def compute(INNER_STEPS):
+        maml_curves = adaptation_curves(maml_net, task, steps=INNER_STEPS, lr=lr)
+        base_curves = adaptation_curves(baseline_net, task, steps=INNER_STEPS, lr=lr)
+        truth = np.array(maml_curves["truth"])
+        return {
+            "steps": INNER_STEPS, "grid": maml_curves["grid"], "truth": maml_curves["truth"],
+            "maml": maml_curves["curves"][-1], "baseline": base_curves["curves"][-1],
+            "maml_before": maml_curves["curves"][0],
+            "x_support": maml_curves["x_support"], "y_support": maml_curves["y_support"],
+            "maml_mse": float(np.mean((np.array(maml_curves["curves"][-1]) - truth) ** 2)),
+            "baseline_mse": float(np.mean((np.array(base_curves["curves"][-1]) - truth) ** 2)),
+        }
+
+    def draw(d, fig):
+        ax = fig.subplots()
+        ax.plot(d["grid"], d["truth"], color="k", lw=1, label="true function")
+        ax.plot(d["grid"], d["maml_before"], color="C0", ls=":", label="MAML, before adaptation")
+        ax.plot(d["grid"], d["maml"], color="C0", label=f"MAML, {d['steps']} steps")
+        ax.plot(d["grid"], d["baseline"], color="C1", label=f"pretrained, {d['steps']} steps")
+        ax.scatter(d["x_support"], d["y_support"], color="C3", zorder=3, label="support points")
+        ax.legend(fontsize=7, loc="lower right")
+        ax.set_xlabel("x")
+
+    return Panel(compute, draw, {"INNER_STEPS": slider(1, 0, 10, 1)}, figsize=(6, 3),
+                 readout=lambda d: f"after {d['steps']} steps: MAML MSE {d['maml_mse']:.3f}, "
+                                   f"pretrained MSE {d['baseline_mse']:.3f}")
+
+
+# -- few-shot classification ---------------------------------------------------------------------------
+def meta_train_fewshot(net, sampler, *, iterations, meta_batch, inner_steps, inner_lr, meta_lr=1e-3,
+                       first_order=False, bn="transductive", device="cpu", callback=None, log_every=10):
+    """MAML (Algorithm 2) on episodes from `sampler`; returns a history of (iteration, loss, accuracy)."""
+    opt = torch.optim.Adam(net.parameters(), lr=meta_lr)
+    history = []
+    window_loss, window_acc = [], []
+    net.train()
+    for it in range(1, iterations + 1):
+        tasks = [next(sampler).to(device) for _ in range(meta_batch)]
+        opt.zero_grad(set_to_none=True)
+        out = meta.maml_step(net, tasks, steps=inner_steps, lr=inner_lr, first_order=first_order, bn=bn)
+        opt.step()
+        window_loss.append(out["loss"])
+        window_acc.append(out["accuracy"])
+        if it % log_every == 0 or it == iterations:
+            history.append({"iteration": it, "query_loss": float(np.mean(window_loss)),
+                            "query_acc": 100 * float(np.mean(window_acc))})
+            window_loss, window_acc = [], []
+            if callback is not None:
+                callback(history)
+    return history
+
+
+def test_accuracy(net, sampler, *, episodes, inner_steps, inner_lr, bn="transductive", device="cpu"):
+    """Accuracy (%) over `episodes` test tasks with MAML's interval: mean +- 1.96 std / sqrt(n)."""
+    sampler.reset()
+    tasks = [next(sampler).to(device) for _ in range(episodes)]
+    result = meta.evaluate(net, tasks, steps=inner_steps, lr=inner_lr, bn=bn)
+    return episodes_ci((100 * result["accuracies"]).tolist())
+
+
+def adaptation_panel(net, task, *, inner_steps=1, inner_lr=0.4, bn="transductive"):
+    """INNER_STEPS and INNER_LR sliders that adapt a trained model on one fresh task, live."""
+
+    def compute(INNER_STEPS, INNER_LR):
+        accuracies, losses = [], []
+        for k in range(INNER_STEPS + 1):
+            logits = meta.adapt_and_predict(net, (task.x_support, task.y_support), task.x_query, steps=k,
+                                            lr=INNER_LR, bn=bn)
+            accuracies.append(100 * float((logits.argmax(1) == task.y_query).float().mean()))
+            losses.append(float(F.cross_entropy(logits, task.y_query)))
+        probs = torch.softmax(logits, 1)
+        return {"steps": INNER_STEPS, "lr": INNER_LR, "query_acc": accuracies, "query_loss": losses,
+                "final_acc": accuracies[-1], "confidence": float(probs.max(1).values.mean())}
+
+    def draw(d, fig):
+        ax_acc, ax_loss = fig.subplots(1, 2)
+        ax_acc.plot(range(d["steps"] + 1), d["query_acc"], marker="o")
+        ax_acc.set_xlabel("inner steps")
+        ax_acc.set_ylabel("query accuracy (%)")
+        ax_acc.set_ylim(0, 105)
+        ax_loss.plot(range(d["steps"] + 1), d["query_loss"], marker="o", color="C1")
+        ax_loss.set_xlabel("inner steps")
+        ax_loss.set_ylabel("query loss")
+        fig.tight_layout()
+
+    return Panel(compute, draw, {"INNER_STEPS": slider(inner_steps, 0, 10, 1),
+                                 "INNER_LR": log_slider(inner_lr, 0.01, 3.0)},
+                 readout=lambda d: f"{d['steps']} steps at lr {d['lr']:.3g}: query accuracy {d['final_acc']:.0f}%, "
+                                   f"mean confidence {d['confidence']:.2f}")
+
+
+# -- the meta-gradient lab ---------------------------------------------------------------------------
+def _flat(grads):
+    return torch.cat([g.reshape(-1) for g in grads])
+
+
+def meta_gradient(net, task, *, steps, lr, first_order, loss_fn=F.mse_loss):
+    """The gradient of the query loss after `steps` inner steps w.r.t. the initial parameters, flattened."""
+    params = meta.params_of(net)
+    x_s, y_s, x_q, y_q = task[:4]
+    fast, _ = meta.inner_loop(net, params, loss_fn, (x_s, y_s), steps=steps, lr=lr, first_order=first_order)
+    query = loss_fn(meta.forward(net, fast, x_q), y_q)
+    return _flat(torch.autograd.grad(query, list(params.values())))
+
+
+@torch.no_grad()
+def finite_difference_gradient(net, task, *, steps, lr, eps=1e-6, loss_fn=F.mse_loss):
+    """Central differences of the post-adaptation query loss, one parameter entry at a time (float64)."""
+    params = {n: p.detach().clone() for n, p in meta.params_of(net).items()}
+
+    def query_loss(flat):
+        start, offset = {}, 0
+        for name, p in params.items():
+            start[name] = flat[offset:offset + p.numel()].view_as(p).clone().requires_grad_()
+            offset += p.numel()
+        with torch.enable_grad():
+            fast, _ = meta.inner_loop(net, start, loss_fn, task[:2], steps=steps, lr=lr, first_order=True)
+        return float(loss_fn(meta.forward(net, fast, task[2]), task[3]))
+
+    flat = _flat(params.values())
+    grad = torch.zeros_like(flat)
+    for i in range(len(flat)):
+        bump = torch.zeros_like(flat)
+        bump[i] = eps
+        grad[i] = (query_loss(flat + bump) - query_loss(flat - bump)) / (2 * eps)
+    return grad
+
+
+def saved_tensor_bytes(fn):
+    """Bytes of tensors autograd saves for backward while `fn()` runs: the activation memory of the
+    graph a meta-gradient keeps alive (honest on CPU, where peak-allocator statistics do not exist)."""
+    total = 0
+
+    def pack(t):
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return total
+
+
+def meta_gradient_lab(net, task, *, steps_list, lr, with_finite_differences=True, repeats=3):
+    """Second order vs first order vs finite differences as inner steps grow: cosine, time, memory."""
+    rows = []
+    for steps in steps_list:
+        row = {"steps": steps}
+        grads = {}
+        for name, first_order in (("second", False), ("first", True)):
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                grads[name] = meta_gradient(net, task, steps=steps, lr=lr, first_order=first_order)
+                times.append(time.perf_counter() - start)
+            row[f"{name}_ms"] = 1000 * float(np.median(times))
+            row[f"{name}_saved_kb"] = saved_tensor_bytes(
+                lambda fo=first_order: meta_gradient(net, task, steps=steps, lr=lr, first_order=fo)) / 1024
+        row["cos_first_vs_second"] = float(F.cosine_similarity(grads["first"], grads["second"], dim=0))
+        if with_finite_differences:
+            numeric = finite_difference_gradient(net, task, steps=steps, lr=lr)
+            row["cos_second_vs_fd"] = float(F.cosine_similarity(grads["second"], numeric, dim=0))
+            row["rel_err_second_vs_fd"] = float((grads["second"] - numeric).norm() / numeric.norm())
+            row["rel_err_first_vs_fd"] = float((grads["first"] - numeric).norm() / numeric.norm())
+        rows.append(row)
+    return rows
