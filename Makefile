@@ -11,7 +11,7 @@ PROFILE ?= class
 PYTEST_ARGS ?=
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: venv lab test unit notebooks run doctor gpu-test bench clean-runs
+.PHONY: venv lab test unit notebooks run doctor gpu-test bench student sweep clean-runs
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,9 @@ doctor: venv
 
 gpu-test: venv
 	KDLAB_HEADLESS=1 $(PY) -m pytest tests -m gpu $(PYTEST_ARGS)
+
+student: venv
+	$(PY) -m kdlab.cli student --out release --instructor
 
 bench: venv
 	$(PY) benchmarks/bench_meta.py --quick

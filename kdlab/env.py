@@ -35,6 +35,16 @@ def pick_device(device="auto") -> torch.device:
     return torch.device(device)
 
 
+def default_threads(device) -> int:
+    """CPU threads for torch: `KDLAB_THREADS` if set, else 1.
+
+    The kit's models are small: one thread is as fast as several for them, and several threads on a
+    busy or shared CPU (a sweep with parallel workers, CI) made steps 10-100x slower in our measurements
+    (OpenMP threads spinning against each other). Set `KDLAB_THREADS` or `setup(threads=...)` for more.
+    """
+    return int(os.environ.get("KDLAB_THREADS", "1"))
+
+
 def seed_everything(seed: int):
     config.check("SEED", seed)
     random.seed(seed)
@@ -71,7 +81,7 @@ def setup(profile="class", seed=0, device="auto", *, threads=None, data_root=Non
     profile = config.resolve_profile(profile)
     seed_everything(seed)
     chosen = pick_device(device)
-    threads = threads or min(os.cpu_count() or 1, 8)
+    threads = threads or default_threads(chosen)
     torch.set_num_threads(threads)
     root = resolve_data_root(data_root)
     run = Run(profile, seed, chosen, root, threads, headless())
