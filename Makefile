@@ -16,7 +16,7 @@ ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@test -x $(UV) || $(PY) -m pip install -q --disable-pip-version-check uv
-	$(UV) pip install --python $(PY) --compile-bytecode -q -c constraints.txt -e ".[lab,test,assign]"
+	$(UV) pip install --python $(PY) --compile-bytecode -q -c constraints.txt -e ".[lab,test,assign,sweep]"
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -40,6 +40,10 @@ doctor: venv
 
 gpu-test: venv
 	KDLAB_HEADLESS=1 $(PY) -m pytest tests -m gpu $(PYTEST_ARGS)
+
+sweep: venv
+	$(PY) -m kdlab.cli sweep notebooks/01_knowledge_distillation.ipynb --grid examples/sweep_alpha_temperature.yaml \
+		--profile $(PROFILE) --workers 2 --out runs/sweeps/alpha_temperature
 
 student: venv
 	$(PY) -m kdlab.cli student --out release --instructor

@@ -1,12 +1,19 @@
 """kdlab: a notebook-based teaching kit on meta-learning for knowledge distillation.
 
 The notebooks import a handful of names from here; everything else lives in one module per concern
-(config, data, models, losses, meta, methods, train, stats, viz, widgets, results).
+(config, data, models, losses, meta, methods, train, stats, viz, widgets, results). `import kdlab` stays
+light (no torch) so the command line and tiny kernels start fast; `kdlab.setup` imports torch on first use.
 """
 __version__ = "0.1.0"
 
 from .config import by_profile, resolve_profile, validate  # noqa: E402
-from .env import Run, setup  # noqa: E402
+
+
+def setup(*args, **kwargs):
+    """Seed, pick threads and device, locate data, print the run's banner (see kdlab.env.setup)."""
+    from .env import setup as _setup
+
+    return _setup(*args, **kwargs)
 
 
 def record(name, value, **kwargs):
@@ -14,6 +21,14 @@ def record(name, value, **kwargs):
     from .results import record as _record
 
     return _record(name, value, **kwargs)
+
+
+def __getattr__(name):
+    if name == "Run":
+        from .env import Run
+
+        return Run
+    raise AttributeError(f"module 'kdlab' has no attribute {name!r}")
 
 
 __all__ = ["__version__", "setup", "Run", "validate", "by_profile", "resolve_profile", "record"]

@@ -88,7 +88,7 @@ def _check_finite(losses, epoch, step, lr):
     if not torch.isfinite(total.detach()):
         terms = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in losses.items())
         raise TrainingDivergedError(
-            f"the loss became {float(total)} at epoch {epoch + 1}, step {step + 1} ({terms}). "
+            f"the loss became {float(total.detach())} at epoch {epoch + 1}, step {step + 1} ({terms}). "
             f"Try a smaller learning rate (now {lr:g}), a smaller TEMPERATURE or ALPHA, or check the inputs "
             "for NaN; the model keeps the weights of the last finite step only if you re-run from a checkpoint."
         )
