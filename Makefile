@@ -22,8 +22,11 @@ $(STAMP): pyproject.toml constraints.txt
 venv: $(STAMP)
 
 lab: venv
-	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --no-browser $(ALLOW_ROOT) \
-		--ServerApp.root_dir=notebooks --IdentityProvider.token=$${KDLAB_TOKEN:-$$($(PY) -c 'import secrets; print(secrets.token_hex(16))')}
+	@token=$${KDLAB_TOKEN:-$$($(PY) -c 'import secrets; print(secrets.token_hex(16))')}; \
+	port=$${KDLAB_PORT:-8888}; \
+	echo "kdlab: JupyterLab at http://127.0.0.1:$$port/lab?token=$$token (localhost only; Ctrl-C stops it)"; \
+	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --port $$port --ServerApp.port_retries=0 --no-browser $(ALLOW_ROOT) \
+		--ServerApp.root_dir=notebooks --IdentityProvider.token=$$token
 
 test: venv
 	KDLAB_PROFILE=smoke KDLAB_HEADLESS=1 $(PY) -m pytest tests notebooks \
