@@ -4,7 +4,7 @@ A few-shot dataset is a pool of labelled images plus a partition of its *classes
 meta-train, meta-val and meta-test. Methods meta-learn on tasks drawn from the meta-train classes and are
 scored on tasks drawn from classes they have never seen (meta-test). `kdlab.data.episodes` draws the tasks.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -12,6 +12,15 @@ from kdlab.errors import ParameterError
 
 SPLITS = ("train", "val", "test")
 SPLIT_HELP = {"train": "meta-train", "val": "meta-val", "test": "meta-test"}
+
+
+def consecutive_splits(counts):
+    """Class ids 0..n-1 handed out in SPLITS order: {'train': [0..a-1], 'val': [a..a+b-1], 'test': [...]}."""
+    splits, start = {}, 0
+    for split in SPLITS:
+        splits[split] = list(range(start, start + counts[split]))
+        start += counts[split]
+    return splits
 
 
 def check_split_name(split):
@@ -58,6 +67,10 @@ class FewShotSplit:
 
     def __len__(self):
         return len(self.labels)
+
+    def to(self, device):
+        """A copy whose images and labels live on `device`."""
+        return replace(self, images=self.images.to(device), labels=self.labels.to(device))
 
     def __repr__(self):
         return (f"FewShotSplit({self.dataset_name!r}, {self.name!r}: {self.num_classes} classes from "

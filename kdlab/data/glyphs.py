@@ -9,9 +9,10 @@ with what every kdlab install already has, the TrueType fonts in `matplotlib.get
   Georgian, Lao, Braille, IPA, arrows, box drawing, mathematical operators, geometric shapes, ...
 * **Splits are by alphabet**, as Omniglot's background / evaluation sets (`SPLIT_ALPHABETS`): no alphabet
   has classes in two splits, so meta-test characters come from scripts never seen in meta-training.
-* **Samples** ("drawers") are renderings in a random covering font style with random rotation, scale,
-  shift and stroke width, plus pixel noise; white ink (1.0) on black (0.0), like MAML's inverted Omniglot.
-  The glyph's ink box is fitted to the frame, so size and position carry no class information.
+* **Samples** ("drawers") are renderings in a random covering font style with a random rotation, scale,
+  stroke width and ink level (pen pressure), plus pixel noise; white ink on black, like MAML's inverted
+  Omniglot. The glyph's ink box is centred and fitted to the frame, so size and position carry no class
+  information (`shift_fraction` adds random offsets; they make the task much harder, see below).
 
 **Look-alikes are removed on purpose**, otherwise some episodes would be unsolvable (Latin A, Greek Alpha
 and Cyrillic A are the same drawing). Two rules, applied to every candidate in priority order (letters,
@@ -24,14 +25,25 @@ is dropped:
    that o/O and 0/O compare as the same oval, then a 3x3 blur) are compared in every font style both
    characters have; if the root-mean-square pixel difference, averaged over those styles, is below
    `lookalike_threshold` (0.12), the later character is dropped. This catches cross-script homoglyphs
-   (A / Alpha / Cyrillic A: 0.00), case pairs that differ only in size (c/C, o/O, z/Z: 0.08-0.12), digit
-   and letter twins (0/O 0.095, 3/Ze), and heavy/light or dashed variants of box lines and arrows.
+   (A / Greek Alpha / Cyrillic A: 0.00-0.01), case pairs that differ only in size (x/X 0.08, o/O 0.10,
+   c/C and z/Z 0.11), digit and letter twins (0/O 0.10, 3 and Latin open e 0.10), l/I (0.11), and heavy,
+   light or dashed variants of box lines and arrows; distinct pairs stay (a/A 0.32, E/Sigma 0.24, k/K 0.20).
 
 Generation is deterministic given `seed` (and the font files and Pillow version, both in the cache key):
 sample `j` of a character depends only on the seed, the code point and `j`, so smaller configurations
 (`max_classes_per_split`, `samples_per_class`) are subsets of larger ones. The result is cached under
-`kdlab.paths.cache_dir(root)` with `kdlab.cache.load_or_build`, keyed by the generation config.
+`kdlab.paths.cache_dir(root)` with `kdlab.cache.load_or_build`, keyed by the generation config. A full
+build takes about 5 s for the catalogue plus 6 s for the 26,800 images at 28x28 (2-core CPU); smaller
+configurations take a fraction of a second.
+
+**Difficulty** with the defaults (1,340 classes: 873 meta-train / 149 meta-val / 318 meta-test; 5-way
+1-shot on meta-test): pixel-space nearest neighbour 72 % (5-shot: 85 %). MAML with kdlab's Conv-4
+(32 channels, 1 inner step of lr 0.4, meta-batch 4, 15 queries, Adam 1e-3, 3 test steps) reaches 93.7 and
+93.9 % (two seeds) after 400 meta-iterations, 33 s of CPU; 85 % with 8 channels. At 16x16 it learns more
+slowly (83-87 % after 400 iterations, 90-92 % after 1,000). The strongest knob is `shift_fraction`:
+0.1 brings the nearest neighbour down to 53 % and MAML (16x16, 400 iterations) to 63 %.
 """
+import contextlib
 import functools
 import math
 import unicodedata
@@ -45,19 +57,21 @@ from kdlab.cache import config_key, load_or_build
 from kdlab.errors import ParameterError
 from kdlab.paths import cache_dir
 
-from .fewshot_base import SPLITS, FewShotDataset
+from .base import resolve_device
+from .fewshot_base import SPLITS, FewShotDataset, consecutive_splits
 
 try:
-    from kdlab.data.registry import register
+    from .registry import register
 except ImportError:  # the registry is optional: the loader works on its own
     def register(*args, **kwargs):
         return lambda loader: loader
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # bump whenever the rendering changes, so old caches are not reused
 RENDER_POINTS = 48          # glyphs are rasterised at this size, then transformed and box-filtered down
 SUPERSAMPLE = 2             # output pixels are averages of 2x2 transformed pixels (anti-aliasing)
 LOOKALIKE_SIZE = 20         # resolution of the clean renderings compared by the look-alike rule
 FILL = 0.8                  # the unjittered ink box spans 80 % of the frame
+CANVAS = 4 * RENDER_POINTS  # side of the square every glyph is pasted into before the affine warp
 
 FONT_STYLES = (
     "DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf", "DejaVuSans-BoldOblique.ttf",
@@ -115,15 +129,17 @@ class GlyphConfig:
     seed: int = 0
     min_styles: int = 8
     lookalike_threshold: float = 0.12
-    rotation_deg: float = 20.0
-    scale_range: tuple = (0.75, 1.1)
-    shift_fraction: float = 0.08
-    shear: float = 0.15
-    stroke_max: int = 3
+    rotation_deg: float = 5.0
+    scale_range: tuple = (0.85, 1.05)
+    shift_fraction: float = 0.0
+    shear: float = 0.0
+    stroke_max: int = 1
+    ink_range: tuple = (0.3, 1.0)
     noise_std: float = 0.1
 
     def __post_init__(self):
         object.__setattr__(self, "scale_range", tuple(self.scale_range))
+        object.__setattr__(self, "ink_range", tuple(self.ink_range))
         for name, (ok, allowed) in _CONFIG_RULES.items():
             value = getattr(self, name)
             try:
@@ -154,7 +170,9 @@ _CONFIG_RULES = {
                     "a pair (low, high) with 0.2 <= low <= high <= 1.25"),
     "shift_fraction": (lambda v: _real(v) and 0 <= v <= 0.3, "a fraction of the image size in [0, 0.3]"),
     "shear": (lambda v: _real(v) and 0 <= v <= 1, "a number in [0, 1]"),
-    "stroke_max": (lambda v: _int(v) and 0 <= v <= 8, "an integer from 0 to 8 (pixels at 64 pt)"),
+    "stroke_max": (lambda v: _int(v) and 0 <= v <= 8, f"an integer from 0 to 8 (pixels at {RENDER_POINTS} pt)"),
+    "ink_range": (lambda v: len(v) == 2 and all(_real(s) for s in v) and 0.1 <= v[0] <= v[1] <= 1,
+                  "a pair (low, high) with 0.1 <= low <= high <= 1"),
     "noise_std": (lambda v: _real(v) and 0 <= v <= 1, "a number in [0, 1]"),
 }
 
@@ -237,14 +255,18 @@ def place(inks, size, *, rotation=None, scale=None, shift=None, shear=None, stre
     len(inks); None means no jitter. Returns a float tensor (n, size, size) in [0, 1].
     """
     n = len(inks)
-    side = max(max(ink.shape) for ink in inks) + 2
+    # A fixed canvas (unless a glyph is larger) makes each sample independent of the others in the batch.
+    side = max(CANVAS, max(max(ink.shape) for ink in inks) + 2)
     canvas = torch.zeros(n, 1, side, side)
     half_extent = torch.zeros(n, 2)  # ink half-width and half-height in the canvas' [-1, 1] coordinates
+    ink_center = torch.zeros(n, 2)   # where the ink's centre landed, same coordinates
     for i, ink in enumerate(inks):
         h, w = ink.shape
         top, left = (side - h) // 2, (side - w) // 2
         canvas[i, 0, top:top + h, left:left + w] = torch.from_numpy(ink.astype(np.float32) / 255.0)
         half_extent[i] = torch.tensor([w / side, h / side])
+        ink_center[i] = torch.tensor([(2 * left + w) / side - 1, (2 * top + h) / side - 1])
+
     def per_sample(values, default, width=1):
         if values is None:
             return torch.full((n, width), default)
@@ -262,7 +284,7 @@ def place(inks, size, *, rotation=None, scale=None, shift=None, shear=None, stre
         torch.stack([sin * zoom[:, 0], (sin * shear + cos) * zoom[:, 1]], dim=1),
     ], dim=1)
     inverse = torch.linalg.inv(forward)
-    offset = -(inverse @ (shift * 2 / size)[:, :, None])
+    offset = ink_center[:, :, None] - inverse @ (shift * 2 / size)[:, :, None]
     theta = torch.cat([inverse, offset], dim=2)
     fine = size * SUPERSAMPLE
     grid = torch.nn.functional.affine_grid(theta, (n, 1, fine, fine), align_corners=False)
@@ -279,7 +301,7 @@ def draw_samples(code_point, styles, config):
     rng = np.random.default_rng([config.seed, code_point])
     size, count = config.image_size, config.samples_per_class
     low, high = config.scale_range
-    inks, jitter, noise = [], {"rotation": [], "scale": [], "shift": [], "shear": []}, []
+    inks, jitter, ink_levels, noise = [], {"rotation": [], "scale": [], "shift": [], "shear": []}, [], []
     for _ in range(count):
         style = styles[rng.integers(len(styles))]
         jitter["rotation"].append(math.radians(rng.uniform(-config.rotation_deg, config.rotation_deg)))
@@ -287,9 +309,10 @@ def draw_samples(code_point, styles, config):
         jitter["shift"].append(rng.uniform(-config.shift_fraction, config.shift_fraction, size=2) * size)
         jitter["shear"].append(rng.uniform(-config.shear, config.shear))
         inks.append(glyph_ink(chr(code_point), style, stroke=int(rng.integers(config.stroke_max + 1))))
+        ink_levels.append(rng.uniform(*config.ink_range))
         noise.append(rng.normal(0.0, config.noise_std, size=(size, size)))
     jitter["shift"] = np.stack(jitter["shift"])
-    clean = place(inks, size, **jitter)
+    clean = place(inks, size, **jitter) * torch.tensor(ink_levels, dtype=torch.float32)[:, None, None]
     noisy = clean + torch.from_numpy(np.stack(noise)).float()
     return (noisy.clamp(0.0, 1.0) * 255).round().to(torch.uint8)
 
@@ -395,11 +418,23 @@ def drop_pixel_lookalikes(pool, threshold):
 def build_catalogue(min_styles, threshold):
     """Candidates, minus Unicode variants, minus pixel look-alikes, minus styles that draw no ink."""
     pool, dropped = drop_unicode_variants(candidates(min_styles))
-    kept, pixel_dropped = drop_pixel_lookalikes(pool, threshold)
+    with _one_torch_thread():
+        kept, pixel_dropped = drop_pixel_lookalikes(pool, threshold)
     dropped.update(pixel_dropped)
     kept = {cp: styles for cp, styles in kept.items() if len(styles) >= min_styles}
     order = sorted(kept, key=priority)
     return Catalogue(order, [alphabet_of(chr(cp)) for cp in order], [kept[cp] for cp in order], dropped)
+
+
+@contextlib.contextmanager
+def _one_torch_thread():
+    """Run small-tensor work on one thread: on a busy machine, thread hand-offs cost more than the work."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _versions():
@@ -429,13 +464,14 @@ def catalogue(root=None, min_styles=8, lookalike_threshold=0.12):
 
 
 def choose_classes(cat, config):
-    """Per split, the catalogue rows it uses: all, or a seeded random subset of `max_classes_per_split`."""
-    rng = np.random.default_rng([config.seed, 7919])
+    """Per split, the catalogue rows it uses: all, or the first `max_classes_per_split` of a seeded shuffle
+    (so a smaller subset is part of every larger one)."""
     chosen = {}
-    for split in SPLITS:
+    for number, split in enumerate(SPLITS):
         rows = [row for row, alphabet in enumerate(cat.alphabets) if _SPLIT_OF_ALPHABET[alphabet] == split]
         if config.max_classes_per_split is not None and len(rows) > config.max_classes_per_split:
-            rows = sorted(rng.choice(rows, size=config.max_classes_per_split, replace=False).tolist())
+            shuffled = np.random.default_rng([config.seed, number]).permutation(rows)
+            rows = sorted(shuffled[:config.max_classes_per_split].tolist())
         chosen[split] = rows
     return chosen
 
@@ -444,20 +480,17 @@ def build_state(cat, config):
     """Render every chosen class and return the FewShotDataset state (images stored as uint8)."""
     chosen = choose_classes(cat, config)
     rows = [row for split in SPLITS for row in chosen[split]]
-    blocks = [draw_samples(cat.code_points[row], cat.styles[row], config) for row in rows]
-    images = torch.from_numpy(np.concatenate(blocks))[:, None]
+    with _one_torch_thread():
+        blocks = [draw_samples(cat.code_points[row], cat.styles[row], config) for row in rows]
+    images = torch.cat(blocks)[:, None]
     labels = torch.arange(len(rows)).repeat_interleave(config.samples_per_class)
-    splits, start = {}, 0
-    for split in SPLITS:
-        splits[split] = list(range(start, start + len(chosen[split])))
-        start += len(chosen[split])
     return {
         "name": "glyphs",
         "images_uint8": images,
         "labels": labels,
         "class_names": [chr(cat.code_points[row]) for row in rows],
         "alphabets": [cat.alphabets[row] for row in rows],
-        "splits": splits,
+        "splits": consecutive_splits({split: len(chosen[split]) for split in SPLITS}),
         "info": {"config": _plain(asdict(config)), "code_points": [cat.code_points[row] for row in rows],
                  "font_styles": [[FONT_STYLES[s] for s in cat.styles[row]] for row in rows], **_versions()},
     }
@@ -488,4 +521,4 @@ def load_glyphs(root=None, device="cpu", **options):
     key = config_key({**_plain(asdict(config)), **_versions()})
     path = cache_dir(root) / f"glyphs-{key}.pt"
     state = load_or_build(path, lambda: build_state(cat, config))
-    return FewShotDataset.from_state(state).to(device)
+    return FewShotDataset.from_state(state).to(resolve_device(device))
