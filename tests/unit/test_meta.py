@@ -20,15 +20,6 @@ with warnings.catch_warnings():
 
 # ----------------------------------------------------------------------------------------- helpers
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tensors are tiny: a second thread only adds synchronisation, badly so on a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_mlp(seed=0):
     """4 -> 4 -> 3 with tanh (smooth, so finite differences are clean), float64."""
     torch.manual_seed(seed)
