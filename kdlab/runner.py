@@ -100,7 +100,9 @@ def _execute_once(path, out_path, command, *, profile, parameters, env, executio
     log_path = out_path.with_name(out_path.name + ".log")
     for stale in (results_json, out_path):
         stale.unlink(missing_ok=True)
-    child_env = {**os.environ, **(env or {}), "KDLAB_PROFILE": profile, results.RESULTS_JSON_ENV: str(results_json)}
+    # papermill is headless by definition: panels render once, statically (nbclient can hang on widgets)
+    child_env = {**os.environ, "KDLAB_HEADLESS": "1", **(env or {}), "KDLAB_PROFILE": profile,
+                 results.RESULTS_JSON_ENV: str(results_json)}
     started = time.perf_counter()
     returncode = _run_with_timeout(command, child_env, log_path, outer_timeout)
     seconds = time.perf_counter() - started

@@ -198,3 +198,15 @@ def test_doctor_reports_versions(capsys):
     printed = capsys.readouterr().out
     assert "torch" in printed and torch.__version__ in printed
     assert os.cpu_count() is not None and f"{os.cpu_count()} CPU cores" in printed
+
+
+def test_papermill_kernels_run_headless_even_when_the_caller_is_not(tmp_path, monkeypatch):
+    """Panels must render statically under papermill (widgets can hang nbclient: jupyter/nbclient#312)."""
+    for flag in ("KDLAB_HEADLESS", "CI", "NBGRADER_EXECUTION", "PAPERMILL_EXECUTION"):
+        monkeypatch.delenv(flag, raising=False)
+    path = write_notebook(tmp_path / "01_headless.ipynb",
+                          "from kdlab.env import headless\nfrom kdlab.results import record\n"
+                          "record('headless', headless())")
+    run = runner.execute_notebook(path, tmp_path / "out.ipynb", profile="smoke", outer_timeout=300)
+    assert run.status == "ok", run.error
+    assert run.results["headless"] is True
