@@ -8,11 +8,11 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from .atomic import write_bytes
 from .errors import CorruptCacheError
 
 
@@ -26,24 +26,9 @@ def sha256_of(path):
 
 def atomic_write_bytes(path, payload: bytes):
     """Write `payload` to `path` atomically and record its sha256 beside it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    path = write_bytes(path, payload)
     checksum = hashlib.sha256(payload).hexdigest()
-    sidecar = path.with_name(path.name + ".sha256")
-    tmp_sidecar = sidecar.with_name(f".{sidecar.name}.tmp")
-    tmp_sidecar.write_text(checksum + "\n")
-    os.replace(tmp_sidecar, sidecar)
+    write_bytes(path.with_name(path.name + ".sha256"), (checksum + "\n").encode())
     return checksum
 
 

@@ -21,9 +21,8 @@ import json
 import math
 import numbers
 import os
-import tempfile
-from pathlib import Path
 
+from .atomic import write_bytes
 from .errors import ParameterError
 
 MIME_TYPE = "application/vnd.kdlab.results+json"
@@ -193,25 +192,10 @@ def _decode(value):
 
 
 def _write_results_file():
-    """Rewrite the runner's results file, if any, atomically (tmp file + rename in the same folder).
-
-    Written here rather than with `kdlab.cache`, which imports torch: recording must stay cheap.
-    """
+    """Rewrite the runner's results file, if any, atomically (`kdlab.atomic`, which needs no torch)."""
     target = os.environ.get(RESULTS_JSON_ENV)
-    if not target:
-        return
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload(), handle, indent=1, allow_nan=False)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; it is a plain results file
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    if target:
+        write_bytes(target, json.dumps(payload(), indent=1, allow_nan=False).encode())
 
 
 def _show(name, value, encoded, fmt, not_finite):

@@ -6,6 +6,7 @@ stem, the output of each stage, and last the pooled vector that feeds the classi
 `features[-2]` is the last stage's feature map and `features[-1]` the penultimate vector.
 `model.feature_channels[i]` is the channel count (the width, for vectors) of `features[i]`.
 """
+import math
 import numbers
 
 import torch.nn as nn
@@ -48,3 +49,11 @@ class StagedNet(nn.Module):
         features.append(x)
         logits = self.classifier(x)
         return (logits, features) if return_features else logits
+
+
+def init_conv_fan_out(module):
+    """He-normal init of every conv from its fan-out, as RepDistiller's WRN and MobileNetV2 do."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
+            nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))

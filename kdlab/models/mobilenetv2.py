@@ -16,7 +16,7 @@ import numbers
 import torch.nn as nn
 
 from ..errors import ParameterError
-from .base import StagedNet, check_int
+from .base import StagedNet, check_int, init_conv_fan_out
 
 # (expansion or None for "the model's expansion", output channels, blocks, first stride)
 GROUPS = [(1, 16, 1, 1), (None, 24, 2, 1), (None, 32, 3, 2), (None, 64, 4, 2),
@@ -79,10 +79,6 @@ class MobileNetV2(StagedNet):
                          feature_channels=[stem_channels, *stage_channels, last_channels],
                          input_shape=(3, 32, 32))
         self.width_mult, self.expansion = width_mult, expansion
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
-                nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_conv_fan_out(self)
+        nn.init.normal_(self.classifier.weight, 0.0, 0.01)
+        nn.init.zeros_(self.classifier.bias)

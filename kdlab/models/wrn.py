@@ -3,13 +3,12 @@
 WRN-d-k: a 3x3 conv stem (16 channels), three stages of (d-4)/6 pre-activation blocks with
 16k, 32k, 64k channels (strides 1, 2, 2), then BN, ReLU, global average pooling and a linear layer.
 """
-import math
 
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import ParameterError
-from .base import StagedNet, check_int
+from .base import StagedNet, check_int, init_conv_fan_out
 
 
 class PreActBlock(nn.Module):
@@ -58,9 +57,5 @@ class WideResNet(StagedNet):
         super().__init__(stem, stages, head, nn.Linear(widths[-1], num_classes),
                          feature_channels=[*widths, widths[-1]], input_shape=(3, 32, 32))
         self.depth, self.widen_factor = depth, k
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
-                nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
+        init_conv_fan_out(self)
+        nn.init.zeros_(self.classifier.bias)
