@@ -70,6 +70,21 @@ RULES = {
     "WAYS": (lambda v: _is_int(v) and v >= 2, "an integer >= 2"),
     "SHOTS": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "QUERIES": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    # paper notebooks (03-08)
+    "QUIZ_FRACTION": (lambda v: _is_real(v) and 0 < v < 1, "a number strictly between 0 and 1"),
+    "FREEZE_EPOCHS": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "NUM_EXITS": (lambda v: _is_int(v) and v >= 2, "an integer >= 2"),
+    "META_EVERY": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "NUM_TEACHERS": (lambda v: _is_int(v) and v >= 2, "an integer >= 2"),
+    "BETA": (lambda v: _is_real(v) and v >= 0, "a finite number >= 0"),
+    "GAMMA": (lambda v: _is_real(v) and v >= 0, "a finite number >= 0"),
+    "BUFFER_SIZE": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "KD_WEIGHT": (lambda v: _is_real(v) and v >= 0, "a finite number >= 0"),
+    "TEACHER_INNER_STEPS": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "SCHEDULE": (lambda v: v in ("constant", "linear", "cosine", "step"),
+                 "one of 'constant', 'linear', 'cosine', 'step'"),
+    "ALPHA_END": (lambda v: _is_real(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "NUM_EPISODES": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
 }
 
 
