@@ -110,6 +110,7 @@ def fit(model, data, objective=cross_entropy, *, epochs=10, lr=0.05, batch_size=
     config.check("LR", lr)
     config.check("BATCH_SIZE", batch_size)
     history = history if history is not None else History()
+    history.interrupted = False  # a resumed run is interrupted only if it is stopped again
     opt = make_optimizer(model.parameters(), optimizer, lr, momentum, weight_decay)
     total_epochs = history.epochs_done + epochs
     generator = torch.Generator().manual_seed(seed + history.epochs_done)

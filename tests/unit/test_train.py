@@ -65,6 +65,8 @@ def test_interrupt_keeps_history_and_model_usable_and_training_resumes(digits):
     assert 0 <= accuracy(model, digits.x_test, digits.y_test) <= 100
     history = fit(model, digits, epochs=2, lr=0.1, history=history, progress=False)
     assert history.epochs_done == 4 and history.series("epoch") == [1, 2, 3, 4]
+    assert not history.interrupted, "the resumed run finished"
+
 
 
 def test_callback_can_stop_early(digits):
