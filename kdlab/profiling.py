@@ -1,0 +1,88 @@
+"""What one training step costs: wall time and peak memory, measured the same way for every method.
+
+Peak memory is the most bytes that the step itself holds at once on top of what was alive before it
+(parameters, data, optimizer state are not counted, so the figure compares methods on the same model).
+On CUDA it comes from the caching allocator's statistics; on the CPU, where PyTorch keeps no such
+statistic, from the allocation timeline of `torch.profiler` (every allocation and free, in order).
+"""
+import contextlib
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+
+import torch
+
+from .errors import ParameterError
+
+
+@dataclass
+class StepCost:
+    seconds: float  # median wall time of one step
+    peak_bytes: int  # most bytes held at once by the step, above what was alive before it
+
+    @property
+    def peak_mb(self):
+        return self.peak_bytes / 2**20
+
+    def relative_to(self, other: "StepCost"):
+        """(time ratio, memory ratio) of this step over `other`."""
+        return self.seconds / other.seconds, self.peak_bytes / max(other.peak_bytes, 1)
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """The profiler's C++ side logs start/stop lines on file descriptor 2, which Jupyter shows in the
+    notebook; Python exceptions are unaffected (they propagate and are printed afterwards)."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _cpu_peak_bytes(step):
+    from torch.profiler import ProfilerActivity, profile
+
+    with _native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    timeline = sorted((e.time_range.start, e.self_cpu_memory_usage) for e in prof.events()
+                      if e.self_cpu_memory_usage)
+    live = peak = 0
+    for _, change in timeline:
+        live += change
+        peak = max(peak, live)
+    return peak
+
+
+def _cuda_peak_bytes(step, device):
+    torch.cuda.synchronize(device)
+    before = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    step()
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device) - before
+
+
+def step_cost(step, *, repeats=5, warmup=1, device="cpu") -> StepCost:
+    """Median seconds over `repeats` calls of `step()` (after `warmup` calls) and its peak memory."""
+    if not isinstance(repeats, int) or repeats < 1:
+        raise ParameterError("repeats", repeats, "an integer >= 1")
+    device = torch.device(device)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - start)
+    peak = _cuda_peak_bytes(step, device) if device.type == "cuda" else _cpu_peak_bytes(step)
+    return StepCost(statistics.median(times), int(peak))
