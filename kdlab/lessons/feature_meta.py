@@ -1,0 +1,345 @@
+"""Notebook 07 (hybrid feature distillation with a MAML adaptation phase): teacher cache, the four-arm
+multi-seed comparison, early-convergence measures, the feature-matching picture, the panel, and the
+paper-scale pair (torchvision ResNet-101 -> MobileNetV2 at 84x84) for the full profile.
+
+Every training run goes through `kdlab.methods.feature_meta.train_feature_meta`; this module only
+arranges experiments and pictures around it.
+"""
+import math
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .. import cache, paths
+from ..errors import DatasetUnavailableError, ParameterError
+from ..methods import feature_meta as fm
+from ..models import SmallCNN
+from ..train import fit
+from ..viz import seed_band
+from ..widgets import Panel, choice, slider
+
+ARMS = ("baseline", "FD", "FD + adaptation", "FD + adaptation + dynamic alpha")
+COLORS = {"baseline": "0.35", "FD": "C0", "FD + adaptation": "C1", "FD + adaptation + dynamic alpha": "C3"}
+
+
+# -- teacher and students -------------------------------------------------------------------------------
+def cached_teacher(data, data_config, spec, *, make_model, make_initial=None, augment=None, root=None, log=print):
+    """A teacher trained once with cross-entropy (`kdlab.train.fit`) and cached, keyed by `config_key` of
+    its spec (name, epochs, lr, batch_size, seed) and the data's configuration.
+
+    `make_initial()` builds the model to train (e.g. with downloaded ImageNet weights; default
+    `make_model`), `make_model()` an empty one to load the cached weights into. Returns (teacher in eval
+    mode, seconds)."""
+    key = cache.config_key({"notebook": "07", **spec, **data_config, "version": 1})
+    path = paths.cache_dir(root) / f"feature-meta-teacher-{spec['name']}-{key}.pt"
+    fresh, started = not path.exists(), time.perf_counter()
+    device = data.x_train.device
+
+    def build():
+        torch.manual_seed(spec["seed"])
+        model = (make_initial or make_model)().to(device)
+        fit(model, data, epochs=spec["epochs"], lr=spec["lr"], batch_size=spec["batch_size"], seed=spec["seed"],
+            augment=augment, progress=None)
+        return {k: v.cpu() for k, v in model.state_dict().items()}
+
+    state = cache.load_or_build(path, build, log=log)
+    teacher = make_model().to(device)
+    teacher.load_state_dict(state)
+    seconds = time.perf_counter() - started
+    log(f"teacher {spec['name']} {'trained' if fresh else 'loaded from cache'} in {seconds:.1f} s ({path.name})")
+    return teacher.eval(), seconds
+
+
+def new_student(seed, width, device):
+    """A fresh SmallCNN student; the same seed gives every arm the same initial weights."""
+    torch.manual_seed(seed)
+    return SmallCNN(width=width).to(device)
+
+
+def arm_settings(alpha, schedule, alpha_end):
+    """The four arms of the comparison: keyword arguments for `train_feature_meta`."""
+    return {
+        "baseline": dict(alpha=0.0, adaptation=False),
+        "FD": dict(alpha=alpha, adaptation=False),
+        "FD + adaptation": dict(alpha=alpha, adaptation=True),
+        "FD + adaptation + dynamic alpha": dict(alpha=alpha, schedule=schedule, alpha_end=alpha_end, adaptation=True),
+    }
+
+
+# -- the multi-seed comparison ----------------------------------------------------------------------------
+CURVES = ("loss", "ce", "train_acc", "test_acc", "passes", "alpha")
+
+
+def compare(data, teacher, seeds, *, arms, recipe, make_student, log=print):
+    """Train every arm for every seed (same initial weights and batch order within a seed);
+    `make_student(seed)` returns a fresh student on the data's device; an arm's settings override `recipe`.
+
+    Returns {arm: {curve: array (seeds, epochs), "seconds": array (seeds,)}} for the CURVES keys."""
+    results = {arm: {key: [] for key in (*CURVES, "seconds")} for arm in arms}
+    for index, seed in enumerate(seeds, start=1):
+        started, shown = time.perf_counter(), []
+        for arm, settings in arms.items():
+            arm_start = time.perf_counter()
+            _, history = fm.train_feature_meta(make_student(seed), teacher, data, seed=seed, **{**recipe, **settings})
+            for key in CURVES:
+                results[arm][key].append(history.series(key))
+            results[arm]["seconds"].append(time.perf_counter() - arm_start)
+            shown.append(f"{arm} {history.last['test_acc']:.1f}")
+        log(f"seed {seed} ({index}/{len(seeds)}): " + ", ".join(shown) + f"  [{time.perf_counter() - started:.1f} s]")
+    return {arm: {key: np.asarray(values, dtype=float) for key, values in curves.items()}
+            for arm, curves in results.items()}
+
+
+def epochs_to_reach(curves, threshold):
+    """Per seed, the first epoch whose test accuracy reaches `threshold`; a run that never does counts as
+    epochs + 1 (censored), so paired differences stay defined. Returns (values, number censored)."""
+    epochs = curves.shape[1]
+    values = [fm.epochs_to_reach(row, threshold) for row in curves]
+    censored = sum(math.isnan(v) for v in values)
+    return [epochs + 1 if math.isnan(v) else v for v in values], censored
+
+
+def early_table(results, epochs=(1, 2)):
+    """Per arm, per-seed test accuracy after each of `epochs` (1-based)."""
+    return {e: {arm: results[arm]["test_acc"][:, e - 1].tolist() for arm in results} for e in epochs}
+
+
+def per_epoch_table(results, arms, epochs):
+    """Tables 1-2 analogue: mean training loss (the objective each arm trained with, and its CE part) and
+    training accuracy at chosen epochs, as Markdown."""
+    lines = ["| epoch | " + " | ".join(f"{a}: loss / CE / train acc" for a in arms) + " |",
+             "|---:|" + "---:|" * len(arms)]
+    for e in epochs:
+        cells = [f"{results[a]['loss'][:, e - 1].mean():.3f} / {results[a]['ce'][:, e - 1].mean():.3f} / "
+                 f"{results[a]['train_acc'][:, e - 1].mean():.1f}" for a in arms]
+        lines.append(f"| {e} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_curves(results, *, threshold=None, title=None):
+    """Figures 1-2 analogue with seed bands: CE part of the training loss, training accuracy and test
+    accuracy per epoch, and test accuracy against forward-backward passes (equal compute)."""
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.4))
+    for arm, curves in results.items():
+        color = COLORS.get(arm)
+        seed_band(axes[0], curves["ce"], label=arm, color=color)
+        seed_band(axes[1], curves["train_acc"], label=arm, color=color)
+        seed_band(axes[2], curves["test_acc"], label=arm, color=color)
+        axes[3].plot(curves["passes"].mean(0), curves["test_acc"].mean(0), marker=".", color=color, label=arm)
+    axes[0].set_yscale("log")
+    for ax, name in zip(axes, ("training loss, CE part (log)", "training accuracy (%)", "test accuracy (%)",
+                               "test accuracy (%), mean")):
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("epoch")
+    axes[3].set_xlabel("forward-backward passes (batches)")
+    if threshold is not None:
+        for ax in axes[2:]:
+            ax.axhline(threshold, ls=":", color="0.5")
+    axes[2].legend(fontsize=7, loc="lower right")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+# -- the feature-matching picture -------------------------------------------------------------------------
+def matching_table(student_shapes, teacher_shapes):
+    """For every pair (student feature i, teacher feature j): what `spatial_plan` does with their sizes,
+    or "refused". Shapes without the batch dimension."""
+    rows = []
+    for i, s in enumerate(student_shapes):
+        row = []
+        for j, t in enumerate(teacher_shapes):
+            try:
+                plan = fm.spatial_plan(s, t)
+                row.append("same size" if plan == "same" else f"{plan[0]} {plan[1][0]}x{plan[1][1]}")
+            except ParameterError:  # this pair cannot be matched
+                row.append("refused")
+        rows.append(row)
+    return rows
+
+
+def markdown_matching(rows, student_names, teacher_names):
+    lines = ["| student \\ teacher | " + " | ".join(teacher_names) + " |", "|---|" + "---|" * len(teacher_names)]
+    lines += [f"| {name} | " + " | ".join(row) + " |" for name, row in zip(student_names, rows)]
+    return "\n".join(lines)
+
+
+def feature_shapes(model, x):
+    """Shapes (without the batch) of every feature of `model` on `x`, probed in eval mode."""
+    return [fm.feature_shape(model, x, i) for i in range(len(model(x[:1], return_features=True)[1]))]
+
+
+def draw_architecture(ax, student_shapes, teacher_shapes, student_layer, teacher_layer, names):
+    """Two rows of boxes (teacher on top, student below), the matched pair joined by the adapter A."""
+    ax.set_xlim(-0.5, len(names) - 0.5)
+    ax.set_ylim(-0.2, 2.3)
+    ax.axis("off")
+
+    def label(shape):
+        return f"{shape[0]} ch\n{shape[1]}x{shape[2]}" if len(shape) == 3 else f"{shape[0]}-vector"
+
+    for row, (shapes, who, layer) in enumerate(((student_shapes, "student", student_layer),
+                                                (teacher_shapes, "teacher", teacher_layer))):
+        y = 0.3 + 1.5 * row
+        for i, (shape, name) in enumerate(zip(shapes, names)):
+            matched = i == layer % len(shapes)
+            ax.add_patch(plt.Rectangle((i - 0.4, y - 0.28), 0.8, 0.56, fill=True,
+                                       color="C1" if matched else "0.88", alpha=0.9 if matched else 1.0))
+            ax.text(i, y, f"{name}\n{label(shape)}", ha="center", va="center", fontsize=7)
+        ax.text(-0.48, y + 0.38, who, fontsize=8, weight="bold")
+    s, t = student_layer % len(student_shapes), teacher_layer % len(teacher_shapes)
+    ax.annotate("", xy=(t, 1.52), xytext=(s, 0.58), arrowprops=dict(arrowstyle="->", color="C3", lw=1.5))
+    ax.text((s + t) / 2 + 0.08, 1.05, f"A: gain ({student_shapes[s][0]}) + 1x1 conv "
+            f"{student_shapes[s][0]}->{teacher_shapes[t][0]}\nL_feat = alpha MSE + (1 - cos)",
+            fontsize=7, color="C3")
+
+
+@torch.no_grad()
+def feature_views(model, teacher, x, teacher_layer):
+    """For the images `x`: the teacher's map f_T, the student's raw map f_S and the adapted A(f_S), each
+    averaged over channels, and the per-image cosine between A(f_S) and f_T."""
+    model.eval()
+    _, features = model.student(x, return_features=True)
+    raw = features[model.student_layer]
+    _, adapted = model(x, return_features=True)
+    f_t = fm.teacher_features(teacher, x, teacher_layer)
+    cos = torch.nn.functional.cosine_similarity(adapted.flatten(1), f_t.flatten(1), dim=1)
+    return {"teacher": f_t.mean(1).cpu(), "student": raw.mean(1).cpu(), "adapted": adapted.mean(1).cpu(),
+            "cos": cos.cpu(), "images": x[:, 0].cpu()}
+
+
+def draw_feature_views(views, titles=("input", "teacher f_T", "student f_S", "adapted A(f_S)")):
+    n = len(views["images"])
+    fig, axes = plt.subplots(n, 4, figsize=(6.4, 1.6 * n), squeeze=False)
+    for i in range(n):
+        for ax, key in zip(axes[i], ("images", "teacher", "student", "adapted")):
+            ax.imshow(views[key][i], cmap="gray" if key == "images" else "viridis")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[i, 3].set_xlabel(f"cos = {float(views['cos'][i]):.2f}", fontsize=7)
+    for ax, title in zip(axes[0], titles):
+        ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# -- the panel -------------------------------------------------------------------------------------------
+def retrain_panel(data, teacher, *, recipe, seed, make_student, alpha=0.7, inner_steps=1, schedule="linear",
+                  alpha_end=0.1):
+    """ALPHA, INNER_STEPS and SCHEDULE retrain a short FD run (INNER_STEPS = 0 switches the adaptation phase
+    off) and redraw alpha per epoch, test accuracy and the CE training loss next to a fixed baseline."""
+    recipe = {k: v for k, v in recipe.items() if k not in ("inner_steps", "alpha", "schedule", "alpha_end")}
+    _, reference = fm.train_feature_meta(make_student(seed), teacher, data, seed=seed, alpha=0.0, adaptation=False,
+                                         **recipe)
+
+    def compute(ALPHA, INNER_STEPS, SCHEDULE):
+        start = time.perf_counter()
+        _, history = fm.train_feature_meta(make_student(seed), teacher, data, seed=seed, alpha=ALPHA,
+                                           schedule=SCHEDULE, alpha_end=alpha_end,
+                                           adaptation=INNER_STEPS > 0, inner_steps=max(INNER_STEPS, 1), **recipe)
+        return {"alpha": ALPHA, "inner_steps": INNER_STEPS, "schedule": SCHEDULE,
+                "epochs": history.series("epoch"), "alphas": history.series("alpha"),
+                "test_acc": history.series("test_acc"), "ce": history.series("ce"),
+                "base_test_acc": reference.series("test_acc"), "base_ce": reference.series("ce"),
+                "seconds": time.perf_counter() - start}
+
+    def draw(d, fig):
+        ax_alpha, ax_acc, ax_loss = fig.subplots(1, 3)
+        ax_alpha.plot(d["epochs"], d["alphas"], marker="o", color="C3")
+        ax_alpha.set_ylim(-0.05, 1.05)
+        ax_alpha.set_title(f"alpha per epoch ({d['schedule']})", fontsize=9)
+        ax_acc.plot(d["epochs"], d["base_test_acc"], marker="o", color="0.35", label="baseline (CE)")
+        label = f"FD + adaptation (INNER_STEPS={d['inner_steps']})" if d["inner_steps"] else "FD, no adaptation"
+        ax_acc.plot(d["epochs"], d["test_acc"], marker="o", color="C1", label=label)
+        ax_acc.set_title("test accuracy (%)", fontsize=9)
+        ax_acc.legend(fontsize=7)
+        ax_loss.semilogy(d["epochs"], d["base_ce"], marker="o", color="0.35")
+        ax_loss.semilogy(d["epochs"], d["ce"], marker="o", color="C1")
+        ax_loss.set_title("training loss, CE part", fontsize=9)
+        for ax in (ax_alpha, ax_acc, ax_loss):
+            ax.set_xlabel("epoch")
+            ax.set_xticks(d["epochs"])
+        fig.tight_layout()
+
+    def readout(d):
+        return (f"ALPHA={d['alpha']:g} ({d['schedule']}), INNER_STEPS={d['inner_steps']}: test accuracy after "
+                f"epoch 1 {d['test_acc'][0]:.1f}% (baseline {d['base_test_acc'][0]:.1f}%), after epoch "
+                f"{d['epochs'][-1]} {d['test_acc'][-1]:.1f}% (baseline {d['base_test_acc'][-1]:.1f}%); "
+                f"retrained in {d['seconds']:.1f} s")
+
+    return Panel(compute, draw, {"ALPHA": slider(alpha, 0.0, 1.0, 0.05), "INNER_STEPS": slider(inner_steps, 0, 3, 1),
+                                 "SCHEDULE": choice(schedule, fm.SCHEDULES)},
+                 readout=readout, figsize=(11, 3))
+
+
+# -- the paper's pair (full profile) ----------------------------------------------------------------------
+class ResNetFeatures(nn.Module):
+    """A torchvision ResNet with the kit's feature contract: features = [layer1, layer2, layer3, layer4,
+    pooled], so `features[2]` is `layer3` (the paper's distillation source)."""
+
+    def __init__(self, resnet):
+        super().__init__()
+        self.net = resnet
+
+    def forward(self, x, return_features=False):
+        n = self.net
+        x = n.maxpool(n.relu(n.bn1(n.conv1(x))))
+        features = []
+        for layer in (n.layer1, n.layer2, n.layer3, n.layer4):
+            x = layer(x)
+            features.append(x)
+        pooled = torch.flatten(n.avgpool(x), 1)
+        features.append(pooled)
+        logits = n.fc(pooled)
+        return (logits, features) if return_features else logits
+
+
+class MobileNetV2Features(nn.Module):
+    """A torchvision MobileNetV2 with the kit's feature contract: features at strides 4, 8, 16, 32 and the
+    pooled vector; `features[2]` is the output of `features[:14]` (96 channels, stride 16)."""
+
+    BOUNDS = (0, 4, 7, 14, 19)
+
+    def __init__(self, mobilenet):
+        super().__init__()
+        self.net = mobilenet
+
+    def forward(self, x, return_features=False):
+        features = []
+        for start, stop in zip(self.BOUNDS, self.BOUNDS[1:]):
+            x = self.net.features[start:stop](x)
+            features.append(x)
+        pooled = torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+        features.append(pooled)
+        logits = self.net.classifier(pooled)
+        return (logits, features) if return_features else logits
+
+
+def paper_student(num_classes=10, seed=0, device="cpu"):
+    """torchvision's MobileNetV2 (width 1.0), random initial weights from `seed`, with the feature contract."""
+    from torchvision import models
+
+    torch.manual_seed(seed)
+    return MobileNetV2Features(models.mobilenet_v2(weights=None, num_classes=num_classes)).to(device)
+
+
+def paper_teacher(num_classes=10, *, pretrained=True, log=print):
+    """torchvision's ResNet-101 with ImageNet weights (downloaded once) and a new `num_classes` head,
+    with the feature contract (`features[2]` is layer3)."""
+    from torchvision import models
+
+    weights = models.ResNet101_Weights.IMAGENET1K_V2 if pretrained else None
+    try:
+        resnet = models.resnet101(weights=weights)
+    except Exception as error:  # no internet, or a broken download
+        raise DatasetUnavailableError(
+            f"the ImageNet weights of ResNet-101 could not be downloaded ({type(error).__name__}: {error}); "
+            "run the full profile with internet access once (torchvision caches them), or use "
+            "pretrained=False, or the class profile, which needs no download") from error
+    resnet.fc = nn.Linear(resnet.fc.in_features, num_classes)
+    log(f"teacher ResNet-101 ({'ImageNet weights' if pretrained else 'random init'}) with a {num_classes}-way head")
+    return ResNetFeatures(resnet)
