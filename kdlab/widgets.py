@@ -63,6 +63,7 @@ class Panel:
         self.widgets = {}
         self._output = None
         self._readout_widget = None
+        self.box = None  # the ipywidgets box, once shown interactively
 
     # the headless driver ------------------------------------------------------------------
     def set(self, **values):
@@ -100,7 +101,8 @@ class Panel:
             plt.show()
             plt.close(fig)
             return None
-        return self._build_widgets()
+        self._build_widgets()
+        return None  # displayed already: returning the box would make Jupyter show a second copy
 
     def _build_widgets(self):
         import ipywidgets as w
@@ -126,8 +128,8 @@ class Panel:
         self._readout_widget = w.HTML()
         box = w.VBox([w.HBox(list(self.widgets.values())), self._readout_widget, self._output])
         display(box)
+        self.box = box
         self._refresh()
-        return box
 
     def _on_change(self, name, value):
         self.values[name] = value

@@ -81,10 +81,12 @@ def test_show_renders_once_when_headless(monkeypatch, capsys):
 
 def test_interactive_panel_builds_sliders_that_recompute(monkeypatch):
     monkeypatch.delenv("KDLAB_HEADLESS", raising=False)
-    monkeypatch.setattr("IPython.display.display", lambda *a, **k: None)
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda *a, **k: shown.extend(a))
     panel = Panel(lambda K: {"k": K}, lambda d, fig: fig.subplots(), {"K": slider(2, 0, 5, 1)},
                   readout=lambda d: f"k={d['k']}")
-    panel.show(interactive=True)
+    assert panel.show(interactive=True) is None, "a returned box would be displayed a second time"
+    assert shown.count(panel.box) == 1
     slider_widget = panel.widgets["K"]
     assert slider_widget.continuous_update is False
     slider_widget.value = 4  # what a browser does on release
