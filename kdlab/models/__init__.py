@@ -4,11 +4,13 @@
     logits = model(x)
     logits, features = model(x, return_features=True)   # stem, each stage, pooled vector
     model.feature_channels                               # channels of each feature
+    MultiExit(SmallCNN(), num_exits=3)                   # exits after stages for self-distillation
 """
 from .base import StagedNet
 from .cnn1d import CNN1D
 from .mlp import MLP
 from .mobilenetv2 import MobileNetV2
+from .multi_exit import MultiExit
 from .registry import available, count_parameters, create
 from .resnet_cifar import CifarResNet
 from .small_cnn import SmallCNN
@@ -16,7 +18,7 @@ from .vgg import VGG
 from .wrn import WideResNet
 
 __all__ = ["available", "create", "count_parameters", "StagedNet", "MLP", "SmallCNN", "CNN1D",
-           "CifarResNet", "WideResNet", "VGG", "MobileNetV2", "Conv4"]
+           "CifarResNet", "WideResNet", "VGG", "MobileNetV2", "Conv4", "MultiExit"]
 
 
 def __getattr__(name):

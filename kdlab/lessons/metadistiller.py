@@ -1,0 +1,328 @@
+"""Notebook 04 (MetaDistiller): experiments, figures and the panel.
+
+Every function is a pure function of its arguments and a seed, so the notebook, the slider and a sweep
+get the same numbers for the same settings. Methods by name:
+
+    "plain"    the backbone alone, cross-entropy (the paper's "baseline" column)
+    "DSN"      exits with hard labels only                      (Table 4, "Hard Only")
+    "SD"       the final output as every exit's soft target      (Table 4, "Hard + Simple Soft")
+    "MD"       MetaDistiller's generated soft targets           (Table 4, "Hard + Better Soft")
+    "uniform"  MD's generator frozen at its start: uniform targets (our control, not in the paper)
+    "KD"       a wide teacher trained first, then the plain backbone distilled from it (Table 3's pipeline)
+"""
+import math
+import time
+
+import numpy as np
+import torch
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+from ..losses import entropy, soft_targets
+from ..methods.metadistiller import generated_targets, train_metadistiller
+from ..models import SmallCNN
+from ..models.multi_exit import MultiExit, exit_accuracies
+from ..train import distill_from, fit
+from ..viz import soft_target_bars
+from ..widgets import Panel, slider
+
+MODES = {"DSN": "dsn", "SD": "sd", "MD": "md", "uniform": "md"}
+
+
+# -- models and runs ------------------------------------------------------------------------------
+def new_model(data, seed, *, width=16, head="pool", num_exits=3):
+    """A SmallCNN backbone with `num_exits - 1` exits, seeded: the same seed gives the same backbone as
+    `SmallCNN(width)` after `torch.manual_seed(seed)`, so plain and multi-exit runs start alike."""
+    torch.manual_seed(seed)
+    backbone = SmallCNN(num_classes=data.num_classes, width=width, in_channels=data.input_shape[0])
+    return MultiExit(backbone, num_exits, head=head).to(data.x_train.device)
+
+
+def run_method(data, method, seed, *, recipe, alpha=0.5, temperature=1.0, meta_every=5, meta_lr=1e-2,
+               width=16, head="pool", teacher=None, kd=None):
+    """Train one method from seed `seed`; returns a dict of numbers (accuracies in %, seconds, entropies)
+    and, under "model"/"generator"/"history", what was trained."""
+    recipe = dict(recipe)
+    start = time.perf_counter()
+    if method in ("plain", "KD"):
+        torch.manual_seed(seed)
+        model = SmallCNN(num_classes=data.num_classes, width=width, in_channels=data.input_shape[0])
+        model = model.to(data.x_train.device)
+        objective = distill_from(teacher, **(kd or {})) if method == "KD" else None
+        history = fit(model, data, *([objective] if objective else []), seed=seed, progress=False,
+                      eval_every=recipe["epochs"], **recipe)
+        return {"final": history.last["test_acc"], "seconds": time.perf_counter() - start,
+                "model": model, "history": history}
+    model = new_model(data, seed, width=width, head=head)
+    _, generator, history = train_metadistiller(
+        model, data, mode=MODES[method], seed=seed, alpha=alpha, temperature=temperature, meta_every=meta_every,
+        meta_lr=meta_lr, freeze_generator=method == "uniform", eval_every=recipe["epochs"], progress=False,
+        **recipe)
+    seconds = time.perf_counter() - start
+    accs = exit_accuracies(model, data.x_test, data.y_test)
+    out = {**accs, "seconds": seconds,
+           "meta_seconds": sum(r.get("meta_seconds", 0.0) for r in history.records),
+           "model": model, "generator": generator, "history": history}
+    out.update(entropy_profile(model, generator, data.x_test, temperature))
+    if generator is not None:
+        out.update(target_argmax(model, generator, data.x_test, data.y_test))
+    return out
+
+
+def ablation_seed(data, seed, methods, **kwargs):
+    """Every method in `methods` from the same seed; a flat dict "method/metric" -> number for
+    `stats.over_seeds`."""
+    row = {}
+    for method in methods:
+        result = run_method(data, method, seed, **kwargs)
+        row.update({f"{method}/{k}": float(v) for k, v in result.items() if isinstance(v, (int, float))})
+    return row
+
+
+def column(results, method, metric):
+    return results[f"{method}/{metric}"]
+
+
+# -- Figure 3: how soft are the targets? ------------------------------------------------------------
+@torch.no_grad()
+def entropy_profile(model, generator, x, temperature=1.0):
+    """Mean entropy (nats) over `x` of: each exit's own prediction ("H_exit{k}", "H_final"), and each
+    generated target T_k ("H_T{k}", MD only). SD's soft target is the final output, so its entropy is
+    "H_final"."""
+    out = {}
+    if generator is not None:
+        targets, outputs = generated_targets(model, generator, x)
+        for k, u in enumerate(targets, start=1):
+            out[f"H_T{k}"] = float(entropy(soft_targets(u, temperature)).mean())
+    else:
+        was_training = model.training
+        model.eval()
+        outputs = model(x, all_exits=True)
+        model.train(was_training)
+    for k, s in enumerate(outputs[:-1], start=1):
+        out[f"H_exit{k}"] = float(entropy(soft_targets(s, temperature)).mean())
+    out["H_final"] = float(entropy(soft_targets(outputs[-1], temperature)).mean())
+    return out
+
+
+@torch.no_grad()
+def target_argmax(model, generator, x, y):
+    """Where the generated targets point: for each T_k, the share (%) of inputs whose arg-max is the true
+    label ("agree_T{k}") and the share of the most frequent arg-max class ("mode_T{k}"; 10% for a balanced
+    10-class set, 100% if every target points at one class)."""
+    targets, _ = generated_targets(model, generator, x)
+    out = {}
+    for k, u in enumerate(targets, start=1):
+        pred = u.argmax(dim=-1)
+        out[f"agree_T{k}"] = 100.0 * float((pred == y).float().mean())
+        out[f"mode_T{k}"] = 100.0 * float(torch.bincount(pred).max()) / len(pred)
+    return out
+
+
+@torch.no_grad()
+def feature_overlap(model, x, k):
+    """Mean cosine similarity between the features of two different inputs, taken where exit `k`'s linear
+    layer reads them (after pooling, or after the bottleneck). Near 1: the exit sees almost the same
+    direction for every input, so moving its logits on one input moves them on all."""
+    was_training = model.training
+    model.eval()
+    _, maps = model(x, all_exits=True, return_features=True)
+    model.train(was_training)
+    h = torch.nn.functional.normalize(model.exits[k - 1].body(maps[k - 1]), dim=1)
+    n = len(h)
+    return float(((h @ h.T).sum() - n) / (n * n - n))
+
+
+def step_costs(model, generator, data, *, batch_size=64, repeats=10, alpha=0.5, temperature=1.0, lr=0.05):
+    """Milliseconds per network step (DSN and MD objectives, forward + backward + SGD) and per generator
+    step (Eqs. 6-8), on copies, so `model` and `generator` are left as they were."""
+    import copy
+
+    from ..methods.metadistiller import generator_step, network_losses
+
+    net, gen = copy.deepcopy(model).train(), copy.deepcopy(generator).train()
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
+    gen_opt = torch.optim.Adam(gen.parameters(), lr=1e-3)
+    x, y = data.x_train[:batch_size], data.y_train[:batch_size]
+    x2, y2 = data.x_train[-batch_size:], data.y_train[-batch_size:]
+
+    def network(mode):
+        losses = network_losses(net, gen, x, y, mode=mode, alpha=alpha, temperature=temperature)
+        opt.zero_grad()
+        losses["loss"].backward()
+        opt.step()
+
+    timings = {}
+    for name, step in (("network step (DSN)", lambda: network("dsn")), ("network step (MD)", lambda: network("md")),
+                       ("generator step", lambda: generator_step(net, gen, gen_opt, (x, y), (x2, y2), lr=lr,
+                                                                 alpha=alpha, temperature=temperature))):
+        step()  # warm-up
+        start = time.perf_counter()
+        for _ in range(repeats):
+            step()
+        timings[name] = 1000 * (time.perf_counter() - start) / repeats
+    return timings
+
+
+def verdict(diff, what):
+    """One sentence from a paired difference: its interval, and whether 0 is inside it."""
+    if not math.isfinite(diff.half_width):
+        return f"{what}: {diff} (too few seeds for an interval)"
+    if diff.low > 0:
+        word = "better, the interval excludes 0"
+    elif diff.high < 0:
+        word = "worse, the interval excludes 0"
+    else:
+        word = "within seed noise, the interval contains 0"
+    return f"{what}: {diff}: {word}"
+
+
+def plot_entropy_bars(ax, values, errors=None, *, num_classes=10, title=None):
+    """Bars of mean entropy per target (dict label -> nats), with the uniform distribution's log C."""
+    labels = list(values)
+    colors = ["C2" if label.startswith("T") else "C0" for label in labels]
+    ax.bar(range(len(labels)), [values[k] for k in labels], yerr=None if errors is None else
+           [errors[k] for k in labels], color=colors, capsize=3)
+    ax.axhline(math.log(num_classes), ls="--", color="0.5", lw=1, label="uniform (log C)")
+    ax.set_xticks(range(len(labels)), labels, fontsize=8)
+    ax.set_ylabel("mean entropy (nats)")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+
+
+@torch.no_grad()
+def example_targets(model, generator, x, index, temperature=1.0):
+    """The soft targets one test image gets: T_1 .. T_{K-1} (generated) and the final output (SD's target)."""
+    targets, outputs = generated_targets(model, generator, x[index:index + 1])
+    rows = {f"T{k} (MD, exit {k})": soft_targets(u[0], temperature).tolist() for k, u in enumerate(targets, 1)}
+    rows["final output (SD)"] = soft_targets(outputs[-1][0], temperature).tolist()
+    return rows
+
+
+def plot_example_targets(axes, rows, true_class):
+    for ax, (name, probs) in zip(axes, rows.items()):
+        soft_target_bars(ax, probs, highlight=true_class, title=name, color="C2" if name.startswith("T") else "C0")
+
+
+# -- pictures -------------------------------------------------------------------------------------
+def exit_bars(ax, accuracies, title=None):
+    """Grouped bars: accuracy per exit (exit1 .. final, ensemble) for each method (dict method -> dict)."""
+    methods = list(accuracies)
+    keys = list(next(iter(accuracies.values())))
+    width = 0.8 / len(methods)
+    for i, method in enumerate(methods):
+        values = [accuracies[method][k] for k in keys]
+        ax.bar(np.arange(len(keys)) + (i - (len(methods) - 1) / 2) * width, values, width, label=method)
+    ax.set_xticks(range(len(keys)), keys)
+    low = min(v for a in accuracies.values() for v in a.values())
+    ax.set_ylim(max(0, low - 5), 100)
+    ax.set_ylabel("test accuracy (%)")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+
+
+def plot_exit_curves(ax, history, num_exits, title=None):
+    """Test accuracy of every exit, the final output and the ensemble at the evaluated epochs."""
+    keys = [f"test_acc_exit{k}" for k in range(1, num_exits)] + ["test_acc", "test_acc_ensemble"]
+    for key in keys:
+        epochs = [r["epoch"] for r in history.records if key in r]
+        name = key.replace("test_acc_", "").replace("test_acc", "final")
+        ax.plot(epochs, history.series(key), marker="o", ms=3, label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test accuracy (%)")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+
+
+def _box(ax, xy, text, color, width=1.5, height=0.55):
+    x, y = xy
+    ax.add_patch(FancyBboxPatch((x - width / 2, y - height / 2), width, height, boxstyle="round,pad=0.04",
+                                fc=color, ec="0.3", lw=1))
+    ax.text(x, y, text, ha="center", va="center", fontsize=8)
+
+
+def _arrow(ax, start, end, color="0.3", style="-|>"):
+    ax.add_patch(FancyArrowPatch(start, end, arrowstyle=style, mutation_scale=10, color=color, lw=1,
+                                 shrinkA=0, shrinkB=0))
+
+
+def draw_top_down(ax, num_stages=3):
+    """Eq. (5) as a picture: the network (grey) bottom-up on the left, the label generator (yellow)
+    top-down on the right, the soft targets (green) and the exits (blue)."""
+    grey, yellow, green, blue = "#dddddd", "#fde9a9", "#bfe5bf", "#c6dbef"
+    K = num_stages
+    ys = {k: 1.2 * (k - 1) for k in range(1, K + 1)}
+    _box(ax, (0, -1.1), "input x", "white")
+    _arrow(ax, (0, -0.82), (0, ys[1] - 0.28))
+    for k in range(1, K + 1):
+        _box(ax, (0, ys[k]), f"stage {k}\n$F_{k}$", grey)
+        if k < K:
+            _arrow(ax, (0, ys[k] + 0.28), (0, ys[k + 1] - 0.28))
+            _box(ax, (-2.2, ys[k]), f"exit {k}\n$S_{k}$", blue, width=1.2)
+            _arrow(ax, (-0.75, ys[k]), (-1.6, ys[k]))
+        # lateral 1x1 conv
+        _box(ax, (2.3, ys[k]), "conv 1x1", yellow, width=1.2)
+        _arrow(ax, (0.75, ys[k]), (1.7, ys[k]))
+        if k < K:
+            ax.text(3.6, ys[k], "+", ha="center", va="center", fontsize=14)
+            _arrow(ax, (2.9, ys[k]), (3.45, ys[k]))
+            _box(ax, (5.0, ys[k]), "conv 3x3\n" + rf"$\hat F_{k}$", yellow, width=1.3)
+            _arrow(ax, (3.75, ys[k]), (4.35, ys[k]))
+            _box(ax, (7.1, ys[k]), "bottleneck\nhead", yellow, width=1.3)
+            _arrow(ax, (5.65, ys[k]), (6.45, ys[k]))
+            _box(ax, (9.0, ys[k]), f"$T_{k}$", green, width=0.9)
+            _arrow(ax, (7.75, ys[k]), (8.55, ys[k]))
+        else:
+            _box(ax, (5.0, ys[k]), rf"$\hat F_{k}$", yellow, width=1.3)
+            _arrow(ax, (2.9, ys[k]), (4.35, ys[k]))
+            _box(ax, (-2.2, ys[k]), f"final\n$S_{k}$", blue, width=1.2)
+            _arrow(ax, (-0.75, ys[k]), (-1.6, ys[k]))
+    for k in range(K, 1, -1):  # the top-down path: upsample F^_k into stage k-1's sum
+        _arrow(ax, (4.7, ys[k] - 0.3), (3.65, ys[k - 1] + 0.18), color="C1")
+        ax.text(4.45, (ys[k] + ys[k - 1]) / 2, "bilinear\nupsample", fontsize=7, color="C1", va="center")
+    ax.text(0, ys[K] + 0.75, "network (bottom-up)", ha="center", fontsize=9)
+    ax.text(5.0, ys[K] + 0.75, "label generator (top-down, Eq. 5)", ha="center", fontsize=9)
+    ax.set_xlim(-3.1, 9.8)
+    ax.set_ylim(-1.6, ys[K] + 1.1)
+    ax.axis("off")
+
+
+# -- the panel ------------------------------------------------------------------------------------
+def md_panel(data, *, recipe, seed=0, alpha=0.5, temperature=1.0, meta_every=5, meta_lr=1e-2, width=16,
+             head="pool"):
+    """ALPHA, TEMPERATURE and META_EVERY sliders that retrain MD on `recipe` and compare every exit
+    with a fixed DSN reference from the same seed."""
+    reference = run_method(data, "DSN", seed, recipe=recipe, width=width, head=head)
+    keys = [k for k in reference if k.startswith("exit")] + ["final", "ensemble"]
+
+    def compute(ALPHA, TEMPERATURE, META_EVERY):
+        result = run_method(data, "MD", seed, recipe=recipe, alpha=ALPHA, temperature=TEMPERATURE,
+                            meta_every=META_EVERY, meta_lr=meta_lr, width=width, head=head)
+        history = result["history"]
+        return {
+            "alpha": ALPHA, "temperature": TEMPERATURE, "meta_every": META_EVERY,
+            "md": {k: result[k] for k in keys}, "dsn": {k: reference[k] for k in keys},
+            "entropies": {k: result[k] for k in result if k.startswith("H_T")} | {"H_final": result["H_final"]},
+            "meta_epochs": sum(bool(r.get("meta_epoch")) for r in history.records),
+            "seconds": result["seconds"], "meta_seconds": result["meta_seconds"],
+        }
+
+    def draw(d, fig):
+        ax_acc, ax_h = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
+        exit_bars(ax_acc, {"DSN": d["dsn"], "MD": d["md"]}, title="test accuracy per exit")
+        labels = {k: k.replace("H_", "") for k in d["entropies"]}
+        plot_entropy_bars(ax_h, {labels[k]: v for k, v in d["entropies"].items()}, num_classes=data.num_classes,
+                          title=f"target entropy at T = {d['temperature']:g}")
+        fig.tight_layout()
+
+    def readout(d):
+        gaps = ", ".join(f"{k} {d['md'][k] - d['dsn'][k]:+.1f}" for k in keys)
+        return (f"MD - DSN (points): {gaps} | {d['meta_epochs']} meta epochs, trained in {d['seconds']:.1f} s "
+                f"({d['meta_seconds']:.1f} s in generator steps)")
+
+    return Panel(compute, draw,
+                 {"ALPHA": slider(alpha, 0.0, 1.0, 0.05), "TEMPERATURE": slider(temperature, 0.5, 8.0, 0.5),
+                  "META_EVERY": slider(meta_every, 1, 20, 1)},
+                 readout=readout, figsize=(9, 3.2))
