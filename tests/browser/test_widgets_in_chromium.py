@@ -39,6 +39,9 @@ SLIDERS = {
     "01_knowledge_distillation.ipynb": ["ALPHA", "TEMPERATURE"],
     "02_maml.ipynb": ["INNER_STEPS"],
     "03_metadistil.ipynb": ["ALPHA", "TEMPERATURE", "TEACHER_LR"],
+    "04_metadistiller.ipynb": ["ALPHA", "TEMPERATURE", "META_EVERY"],
+    "05_mmkd.ipynb": ["TEMPERATURE", "BETA", "META_EVERY"],
+    "06_tsmd.ipynb": ["INNER_STEPS", "KD_WEIGHT", "TEMPERATURE"],
     "07_meta_feature_distillation.ipynb": ["ALPHA", "INNER_STEPS"],
 }
 
