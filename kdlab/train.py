@@ -83,7 +83,7 @@ def make_optimizer(params, name="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4)
     raise ParameterError("optimizer", name, "'sgd' or 'adam'")
 
 
-def _check_finite(losses, epoch, step, lr):
+def check_finite(losses, epoch, step, lr):
     total = losses["loss"]
     if not torch.isfinite(total.detach()):
         terms = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in losses.items())
@@ -114,11 +114,11 @@ def fit(model, data, objective=cross_entropy, *, epochs=10, lr=0.05, batch_size=
     opt = make_optimizer(model.parameters(), optimizer, lr, momentum, weight_decay)
     total_epochs = history.epochs_done + epochs
     generator = torch.Generator().manual_seed(seed + history.epochs_done)
-    bar = _progress_bar(epochs, progress)
+    bar = progress_bar(epochs, progress)
     model.train()
     try:
         for epoch in range(history.epochs_done, total_epochs):
-            epoch_lr = _scheduled_lr(lr, schedule, epoch, total_epochs)
+            epoch_lr = scheduled_lr(lr, schedule, epoch, total_epochs)
             for group in opt.param_groups:
                 group["lr"] = epoch_lr
             start, sums, count = time.perf_counter(), {}, 0
@@ -127,7 +127,7 @@ def fit(model, data, objective=cross_entropy, *, epochs=10, lr=0.05, batch_size=
                 if augment is not None:
                     xb = augment(xb, generator)
                 losses = objective(model, xb, yb)
-                _check_finite(losses, epoch, step, epoch_lr)
+                check_finite(losses, epoch, step, epoch_lr)
                 opt.zero_grad(set_to_none=True)
                 losses["loss"].backward()
                 opt.step()
@@ -156,7 +156,7 @@ def fit(model, data, objective=cross_entropy, *, epochs=10, lr=0.05, batch_size=
     return history
 
 
-def _scheduled_lr(lr, schedule, epoch, total_epochs):
+def scheduled_lr(lr, schedule, epoch, total_epochs):
     if schedule in (None, "constant"):
         return lr
     if schedule == "cosine":
@@ -166,7 +166,7 @@ def _scheduled_lr(lr, schedule, epoch, total_epochs):
     raise ParameterError("schedule", schedule, "'cosine', 'constant' or None")
 
 
-def _progress_bar(total, progress):
+def progress_bar(total, progress, desc="epochs"):
     from .env import headless
 
     if progress is None:
@@ -175,4 +175,4 @@ def _progress_bar(total, progress):
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc="epochs", leave=False)
+    return tqdm(total=total, desc=desc, leave=False)

@@ -58,7 +58,7 @@ from ..data.batching import batches
 from ..errors import ParameterError
 from ..meta.higher_backend import import_higher
 from ..models.base import check_int
-from ..train import History, _check_finite, _scheduled_lr, accuracy, make_optimizer
+from ..train import History, accuracy, check_finite, make_optimizer, scheduled_lr
 
 SCHEDULES = ("constant", "linear", "cosine", "step")
 ENGINES = ("higher", "func")
@@ -371,7 +371,7 @@ def train_feature_meta(student, teacher, data, *, epochs=10, lr=0.05, batch_size
     model.train()
     try:
         for epoch in range(epochs):
-            epoch_lr = _scheduled_lr(lr, lr_schedule, epoch, epochs)
+            epoch_lr = scheduled_lr(lr, lr_schedule, epoch, epochs)
             for group in opt.param_groups:
                 group["lr"] = epoch_lr
             for group in meta_opt.param_groups:
@@ -384,7 +384,7 @@ def train_feature_meta(student, teacher, data, *, epochs=10, lr=0.05, batch_size
                 f_t = teacher_features(teacher, xb, teacher_layer) if alphas[epoch] > 0 else None
                 with precision.autocast():
                     losses = loss_fn(model(xb, return_features=True), yb, f_t)
-                _check_finite(losses, epoch, step, epoch_lr)
+                check_finite(losses, epoch, step, epoch_lr)
                 precision.step(losses["loss"], opt)
                 passes += 1
                 for name, value in losses.items():
@@ -396,7 +396,7 @@ def train_feature_meta(student, teacher, data, *, epochs=10, lr=0.05, batch_size
                     with precision.autocast():
                         out = adaptation_loss(model, support, query, loss_fn, inner_steps=inner_steps,
                                               inner_lr=inner_lr, first_order=first_order, engine=engine)
-                    _check_finite(out, epoch, step, meta_lr)
+                    check_finite(out, epoch, step, meta_lr)
                     precision.step(out["loss"], meta_opt)
                     passes += (inner_steps + 1) / 2  # k support and 1 query pass, each on half a batch
                     meta_sum, meta_count = meta_sum + float(out["loss"].detach()), meta_count + 1

@@ -65,7 +65,7 @@ from ..data.base import seeded_generator
 from ..data.batching import batches, train_quiz_split
 from ..errors import ParameterError
 from ..losses import distillation_loss, kd_loss
-from ..train import History, _check_finite, _scheduled_lr, accuracy, make_optimizer
+from ..train import History, accuracy, check_finite, make_optimizer, progress_bar, scheduled_lr
 
 QUIZ_SEED_OFFSET = 7_919  # the quiz batches' generator, independent of the training order's
 
@@ -173,7 +173,7 @@ def _apply_teacher_step(teacher, teacher_opt, grads):
 def _real_student_step(student, student_opt, teacher_logits, x, y, alpha, temperature, position):
     """A KD step of the real student (the teacher's logits detached), exactly as `kdlab.train.fit` takes it."""
     losses = student_loss(student(x), teacher_logits.detach(), y, alpha, temperature)
-    _check_finite(losses, *position, student_opt.param_groups[0]["lr"])
+    check_finite(losses, *position, student_opt.param_groups[0]["lr"])
     student_opt.zero_grad(set_to_none=True)
     losses["loss"].backward()
     student_opt.step()
@@ -305,13 +305,13 @@ def train_metadistil(student, teacher, data, *, epochs, lr=0.05, batch_size=64, 
     generator = torch.Generator().manual_seed(seed)  # the same batch order as fit(..., seed=seed)
     quiz_stream = quiz_batches(split.x_quiz, split.y_quiz, quiz_batch_size,
                                torch.Generator().manual_seed(seed + QUIZ_SEED_OFFSET))
-    bar = _progress_bar(epochs, progress)
+    bar = progress_bar(epochs, progress, desc="MetaDistil epochs")
     teacher.eval()  # BatchNorm running statistics stay fixed; the parameters still train
     student.train()
     step = 0
     try:
         for epoch in range(epochs):
-            epoch_lr = _scheduled_lr(lr, schedule, epoch, epochs)
+            epoch_lr = scheduled_lr(lr, schedule, epoch, epochs)
             factor = epoch_lr / lr
             for group in student_opt.param_groups:
                 group["lr"] = epoch_lr
@@ -371,15 +371,3 @@ def train_metadistil(student, teacher, data, *, epochs, lr=0.05, batch_size=64, 
         student.eval()
         teacher.eval()
     return student, teacher, history
-
-
-def _progress_bar(total, progress):
-    from ..env import headless
-
-    if progress is None:
-        progress = not headless()
-    if not progress:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="MetaDistil epochs", leave=False)

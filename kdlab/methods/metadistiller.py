@@ -65,7 +65,7 @@ from ..data.batching import batches
 from ..errors import ParameterError, TrainingDivergedError
 from ..losses import entropy, kd_loss, soft_targets
 from ..models.multi_exit import ExitHead, MultiExit, exit_accuracies, reduction
-from ..train import History, _check_finite, _progress_bar, _scheduled_lr, make_optimizer
+from ..train import History, check_finite, make_optimizer, progress_bar, scheduled_lr
 
 MODES = ("dsn", "sd", "md")
 META_EXITS = ("all", "final")
@@ -284,13 +284,13 @@ def train_metadistiller(model, data, *, epochs, lr=0.05, batch_size=64, alpha=0.
     gen_opt = torch.optim.Adam(generator.parameters(), lr=meta_lr) if generator is not None else None
     order = torch.Generator().manual_seed(seed)
     meta_rng = torch.Generator().manual_seed(seed + 104_729)
-    history, bar = History(), _progress_bar(epochs, progress)
+    history, bar = History(), progress_bar(epochs, progress)
     model.train()
     if generator is not None:
         generator.train()
     try:
         for epoch in range(epochs):
-            epoch_lr = lr * schedule(epoch) if callable(schedule) else _scheduled_lr(lr, schedule, epoch, epochs)
+            epoch_lr = lr * schedule(epoch) if callable(schedule) else scheduled_lr(lr, schedule, epoch, epochs)
             for group in opt.param_groups:
                 group["lr"] = epoch_lr
             meta_epoch = generator is not None and not freeze_generator and epoch % meta_every == 0
@@ -302,7 +302,7 @@ def train_metadistiller(model, data, *, epochs, lr=0.05, batch_size=64, alpha=0.
                 if augment is not None:
                     xb = augment(xb, order)
                 losses = network_losses(model, generator, xb, yb, mode=mode, alpha=alpha, temperature=temperature)
-                _check_finite(losses, epoch, step, epoch_lr)
+                check_finite(losses, epoch, step, epoch_lr)
                 opt.zero_grad(set_to_none=True)
                 losses["loss"].backward()
                 opt.step()

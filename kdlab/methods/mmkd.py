@@ -60,7 +60,7 @@ import torch.nn.functional as F
 from .. import config, meta
 from ..data.batching import batches
 from ..errors import ParameterError
-from ..train import History, _check_finite, _scheduled_lr, accuracy, make_optimizer
+from ..train import History, accuracy, check_finite, make_optimizer, scheduled_lr
 
 WEIGHTINGS = ("mmkd", "aver", "ebkd", "camkd")
 LOGIT_INPUTS = ("logits", "probs")
@@ -517,7 +517,7 @@ def train_mmkd(student, teachers, data, *, epochs, lr=0.05, batch_size=64, tempe
     history, step = History(), 0
     model.train()
     for epoch in range(epochs):
-        epoch_lr = _scheduled_lr(lr, schedule, epoch, epochs)
+        epoch_lr = scheduled_lr(lr, schedule, epoch, epochs)
         for group in optimizer.param_groups:
             group["lr"] = epoch_lr
         start, sums, count, meta_sums, meta_count = time.perf_counter(), {}, 0, {}, 0
@@ -530,7 +530,7 @@ def train_mmkd(student, teachers, data, *, epochs, lr=0.05, batch_size=64, tempe
                 t_logits, t_feats = teacher_outputs(teachers, x, feature_index)
             batch = (x, y, t_logits, *t_feats)
             losses, wrong = student_step(model, nets, optimizer, batch, settings)
-            _check_finite(losses, epoch, i, epoch_lr)
+            check_finite(losses, epoch, i, epoch_lr)
             if buffer is not None:
                 losses["buffer_writes"] = torch.tensor(float(buffer.put(batch, wrong)))
             if learns and step % meta_every == 0:

@@ -3,7 +3,6 @@
 The kernel is started with jupyter_client exactly as JupyterLab starts it; `interrupt_kernel` sends the
 same SIGINT as the stop button.
 """
-import os
 import queue
 import time
 
