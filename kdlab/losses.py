@@ -16,7 +16,7 @@ How the papers in this kit weight the cross-entropy (CE) against the KD term:
 | Hinton 2015       | weighted average, small weight on CE       | T in 2..20             |
 | RepDistiller      | gamma*CE + alpha*KD (+ beta*other)         | gamma 0.1, alpha 0.9, T 4 |
 | MetaDistil        | (1-alpha)*CE + alpha*KD                    | alpha 0.9 (CV), T 4    |
-| MetaDistiller     | CE on every exit + alpha*CE + (1-alpha)*T^2*KL on shallow exits | alpha 0.5, T 1 |
+| MetaDistiller     | CE on the final exit; alpha*CE + (1-alpha)*T^2*KL on each shallow exit (Eqs. 3-4) | alpha 0.5, T 1 |
 | MMKD              | CE + sum_k w_k*KD_k + beta*L_feat          | T 4, beta 100          |
 | 2025 preprint     | (1-alpha)*CE + alpha*L_feat (no logit KD)  | -                      |
 
