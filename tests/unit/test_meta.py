@@ -13,6 +13,8 @@ from kdlab import meta
 from kdlab.errors import ParameterError
 from kdlab.models.conv4 import Conv4
 
+from ..gradcheck import finite_differences, relative_error
+
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     import higher
@@ -44,28 +46,6 @@ def episodes(n, dtype=torch.float64, size=16, queries=3, seed=2):
     return [(torch.randn(5, 1, size, size, generator=g, dtype=dtype), torch.arange(5),
              torch.randn(5 * queries, 1, size, size, generator=g, dtype=dtype), torch.arange(5).repeat(queries))
             for _ in range(n)]
-
-
-def finite_differences(objective, tensors, eps=1e-6):
-    """Central differences of the scalar `objective()` with respect to every entry of `tensors`."""
-    grads = []
-    for t in tensors:
-        g, flat = torch.zeros_like(t), t.data.view(-1)
-        for i in range(flat.numel()):
-            old = flat[i].item()
-            flat[i] = old + eps
-            up = objective().item()
-            flat[i] = old - eps
-            down = objective().item()
-            flat[i] = old
-            g.view(-1)[i] = (up - down) / (2 * eps)
-        grads.append(g)
-    return grads
-
-
-def relative_error(a, b):
-    a, b = torch.cat([t.reshape(-1) for t in a]), torch.cat([t.reshape(-1) for t in b])
-    return ((a - b).norm() / b.norm()).item()
 
 
 def max_abs_diff(a, b):

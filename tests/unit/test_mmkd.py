@@ -15,6 +15,8 @@ from kdlab.lessons import mmkd as lesson
 from kdlab.methods import mmkd
 from kdlab.models import MLP
 
+from ..gradcheck import finite_differences, relative_error
+
 
 # ----------------------------------------------------------------------------------------- helpers
 
@@ -30,27 +32,6 @@ def tiny_setup(dtype=torch.float64, batch=4, seed=0):
     y = torch.arange(batch) % 3
     t_logits, t_feats = mmkd.teacher_outputs(teachers, x)
     return model, teachers, nets, (x, y, t_logits, *t_feats)
-
-
-def finite_differences(objective, tensors, eps=1e-6):
-    grads = []
-    for t in tensors:
-        g, flat = torch.zeros_like(t), t.data.view(-1)
-        for i in range(flat.numel()):
-            old = flat[i].item()
-            flat[i] = old + eps
-            up = objective().item()
-            flat[i] = old - eps
-            down = objective().item()
-            flat[i] = old
-            g.view(-1)[i] = (up - down) / (2 * eps)
-        grads.append(g)
-    return grads
-
-
-def relative_error(a, b):
-    a, b = torch.cat([t.reshape(-1) for t in a]), torch.cat([t.reshape(-1) for t in b])
-    return ((a - b).norm() / b.norm()).item()
 
 
 def toy_data(n=40, num_classes=3, seed=0):

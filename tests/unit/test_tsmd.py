@@ -14,6 +14,8 @@ from kdlab.errors import ParameterError
 from kdlab.methods import tsmd
 from kdlab.models.conv4 import Conv4
 
+from ..gradcheck import finite_differences, relative_error
+
 
 # ----------------------------------------------------------------------------------------- helpers
 
@@ -52,26 +54,6 @@ def student_objective(teacher, student, task, **knobs):
     s = tsmd.settings(**knobs)
     adapted = tsmd.adapt(teacher, student, task[0], task[1], s)
     return F.cross_entropy(meta.forward(student, adapted.student, task[2]), task[3])
-
-
-def finite_differences(objective, tensors, eps=1e-6):
-    grads = []
-    for t in tensors:
-        g, values = torch.zeros_like(t), t.data.view(-1)
-        for i in range(values.numel()):
-            old = values[i].item()
-            values[i] = old + eps
-            up = objective().item()
-            values[i] = old - eps
-            down = objective().item()
-            values[i] = old
-            g.view(-1)[i] = (up - down) / (2 * eps)
-        grads.append(g)
-    return grads
-
-
-def relative_error(a, b):
-    return ((flat(a) - flat(b)).norm() / flat(b).norm()).item()
 
 
 OURS = dict(variant="ours", inner_steps=2, inner_lr=0.5, teacher_inner_steps=1, kd_weight=0.7, temperature=2.0)
