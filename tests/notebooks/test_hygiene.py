@@ -63,3 +63,19 @@ def test_exercises_use_nbgrader_markers_with_stable_ids(path):
     assert len(ids) == len(set(ids)), f"{path.name}: duplicate grade ids"
     solutions = [i for i in ids if i.endswith("-solution")]
     assert len(solutions) >= 3, f"{path.name}: at least three exercises expected"
+
+
+@pytest.mark.parametrize("path", notebook_params())
+def test_papermill_can_read_every_line_of_the_parameters_cell(path, caplog):
+    """papermill skips (with only a log line) a parameter line it cannot parse, e.g. a comment with '=' or
+    an apostrophe; such a parameter then vanishes from `papermill --help-notebook` and from sweeps."""
+    import nbformat
+    from papermill.translators import PythonTranslator
+
+    nb = nbformat.read(path, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    with caplog.at_level("WARNING"):
+        found = [p.name for p in PythonTranslator.inspect(cell)]
+    assert not [r.message for r in caplog.records if "Unable to parse" in r.message]
+    assigned = [line.split("=")[0].strip() for line in cell.source.splitlines() if line and line[0].isupper()]
+    assert found == assigned
