@@ -42,8 +42,8 @@ SLIDERS = {
     "04_metadistiller.ipynb": ["ALPHA", "TEMPERATURE", "META_EVERY"],
     "05_mmkd.ipynb": ["TEMPERATURE", "BETA", "META_EVERY"],
     "06_tsmd.ipynb": ["INNER_STEPS", "KD_WEIGHT", "TEMPERATURE"],
-    "08_comparison.ipynb": ["ALPHA", "TEMPERATURE"],
     "07_meta_feature_distillation.ipynb": ["ALPHA", "INNER_STEPS"],
+    "08_comparison.ipynb": ["ALPHA", "TEMPERATURE"],
 }
 
 

@@ -95,7 +95,7 @@ def code_cells(name):
     return [cell.source for cell in notebook.cells if cell.cell_type == "code"]
 
 
-@pytest.mark.parametrize("name", ["01_knowledge_distillation.ipynb"])
+@pytest.mark.parametrize("name", ["01_knowledge_distillation.ipynb", "05_mmkd.ipynb"])
 def test_run_all_twice_in_one_kernel_gives_the_same_numbers(kernel, name):
     """Every experiment cell seeds its own generators, so a second Run All reproduces the first."""
     _, client = kernel
