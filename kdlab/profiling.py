@@ -86,3 +86,11 @@ def step_cost(step, *, repeats=5, warmup=1, device="cpu") -> StepCost:
         times.append(time.perf_counter() - start)
     peak = _cuda_peak_bytes(step, device) if device.type == "cuda" else _cpu_peak_bytes(step)
     return StepCost(statistics.median(times), int(peak))
+
+
+def load_average():
+    """The machine's 1, 5 and 15 minute load averages (timings on a shared CPU are only as good as these)."""
+    try:
+        return tuple(round(v, 2) for v in os.getloadavg())
+    except (OSError, AttributeError):
+        return "unavailable"

@@ -34,7 +34,7 @@ from ..methods import mmkd
 from ..methods import tsmd
 from ..models import MLP, SmallCNN
 from ..models.multi_exit import MultiExit
-from ..profiling import StepCost, step_cost
+from ..profiling import StepCost, load_average, step_cost  # noqa: F401 (load_average: used by notebook 08)
 from ..train import distill_from, fit, make_optimizer
 from ..widgets import Panel, choice, slider
 
@@ -506,14 +506,6 @@ def comparison_table(results, costs, methods=METHODS, baseline=BASELINE):
     return "\n".join(lines)
 
 
-def load_average():
-    """The machine's 1, 5 and 15 minute load averages (timings on a shared CPU are only as good as these)."""
-    import os
-
-    try:
-        return tuple(round(v, 2) for v in os.getloadavg())
-    except (OSError, AttributeError):
-        return "unavailable"
 
 
 def plot_differences(ax, results, methods=METHODS, baseline=BASELINE):

@@ -8,7 +8,6 @@ order; "KD (100 %)" also trains on the quiz images.
 """
 import copy
 import math
-import os
 import statistics
 import time
 
@@ -20,6 +19,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from .. import config
 from ..methods import metadistil as md
+from ..profiling import load_average  # noqa: F401 (used by notebook 03)
 from ..train import accuracy, distill_from, fit
 from ..widgets import Panel, log_slider, slider
 from .kd import new_student
@@ -314,12 +314,6 @@ def step_cost(student, teacher, batch, quiz_batch, *, lr, teacher_lr, alpha, tem
     return rows
 
 
-def load_average():
-    """The machine's 1, 5 and 15 minute load averages (timings on a shared CPU are only as good as these)."""
-    try:
-        return tuple(round(v, 2) for v in os.getloadavg())
-    except (OSError, AttributeError):
-        return "unavailable"
 
 
 # -- the teaching panel --------------------------------------------------------------------------------

@@ -35,3 +35,10 @@ def test_a_backward_pass_through_a_wider_layer_costs_more_memory():
 def test_repeats_must_be_positive():
     with pytest.raises(ParameterError, match="repeats=0"):
         step_cost(lambda: None, repeats=0)
+
+
+def test_load_average_is_three_numbers_or_says_unavailable():
+    from kdlab.profiling import load_average
+
+    value = load_average()
+    assert value == "unavailable" or (len(value) == 3 and all(v >= 0 for v in value))
