@@ -307,6 +307,7 @@ def md_panel(data, *, recipe, seed=0, alpha=0.5, temperature=1.0, meta_every=5, 
             "entropies": {k: result[k] for k in result if k.startswith("H_T")} | {"H_final": result["H_final"]},
             "meta_epochs": sum(bool(r.get("meta_epoch")) for r in history.records),
             "seconds": result["seconds"], "meta_seconds": result["meta_seconds"],
+            "train_loss": history.last.get("loss", float("nan")),
         }
 
     def draw(d, fig):
@@ -319,7 +320,9 @@ def md_panel(data, *, recipe, seed=0, alpha=0.5, temperature=1.0, meta_every=5, 
 
     def readout(d):
         gaps = ", ".join(f"{k} {d['md'][k] - d['dsn'][k]:+.1f}" for k in keys)
-        return (f"MD - DSN (points): {gaps} | {d['meta_epochs']} meta epochs, trained in {d['seconds']:.1f} s "
+        entropies = ", ".join(f"{k.replace('H_', '')} {v:.3f}" for k, v in d["entropies"].items())
+        return (f"MD - DSN (points): {gaps} | target entropy (nats): {entropies} | last-epoch loss "
+                f"{d['train_loss']:.4f} | {d['meta_epochs']} meta epochs, trained in {d['seconds']:.1f} s "
                 f"({d['meta_seconds']:.1f} s in generator steps)")
 
     return Panel(compute, draw,
