@@ -300,3 +300,14 @@ def summary_table(values_by_method, baseline=None, level=0.95):
         versus = None if method == baseline else paired_difference(values, values_by_method[baseline], level)
         rows.append(SummaryRow(str(method), mean_ci(values, level), versus))
     return SummaryTable(rows, baseline, level)
+
+
+def verdict(diff, a, b):
+    """One sentence on a paired difference a - b over seeds: which way its 95 % interval points."""
+    if diff.n < 2 or not math.isfinite(diff.half_width):
+        return f"{a} - {b}: {diff} (too few seeds for an interval, no claim)"
+    if diff.low > 0:
+        return f"{a} beats {b}: {diff}; the interval excludes zero"
+    if diff.high < 0:
+        return f"{a} is worse than {b}: {diff}; the interval excludes zero"
+    return f"no detectable difference between {a} and {b}: {diff}; the interval includes zero"

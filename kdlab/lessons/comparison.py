@@ -35,6 +35,7 @@ from ..methods import tsmd
 from ..models import MLP, SmallCNN
 from ..models.multi_exit import MultiExit
 from ..profiling import StepCost, load_average, step_cost  # noqa: F401 (load_average: used by notebook 08)
+from ..stats import verdict  # noqa: F401 (the notebook calls lesson.verdict)
 from ..train import distill_from, fit, make_optimizer
 from ..widgets import Panel, choice, slider
 
@@ -776,15 +777,6 @@ def method_panel(bench, *, seed=0, epochs=10, method="KD", alpha=0.9, temperatur
 
 # ------------------------------------------------------------------------------------------ verdicts
 
-def verdict(diff, a, b):
-    """One sentence on a paired difference a - b over seeds: which way its 95 % interval points."""
-    if diff.n < 2 or not math.isfinite(diff.half_width):
-        return f"{a} - {b}: {diff} (too few seeds for an interval, no claim)"
-    if diff.low > 0:
-        return f"{a} beats {b}: {diff}; the interval excludes zero"
-    if diff.high < 0:
-        return f"{a} is worse than {b}: {diff}; the interval excludes zero"
-    return f"no detectable difference between {a} and {b}: {diff}; the interval includes zero"
 
 
 def fewshot_step_costs(glyphs, *, seed=0, ways=5, shots=1, queries=5, meta_batch=2, teacher_hidden=32,

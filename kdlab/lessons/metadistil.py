@@ -20,6 +20,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from .. import config
 from ..methods import metadistil as md
 from ..profiling import load_average  # noqa: F401 (used by notebook 03)
+from ..stats import verdict  # noqa: F401 (the notebook calls lesson.verdict)
 from ..train import accuracy, distill_from, fit
 from ..widgets import Panel, log_slider, slider
 from .kd import new_student
@@ -68,15 +69,6 @@ def compare_methods(data, teacher, *, seed, hidden, recipe, alpha, temperature, 
             "toward_first": first, "toward_second": second, "pilot_weight_gap": gap}
 
 
-def verdict(diff, a, b):
-    """One sentence on a paired difference a - b: which way its 95 % interval points."""
-    if diff.n < 2 or not math.isfinite(diff.half_width):
-        return f"{a} - {b}: {diff} (one seed: no interval, no claim)"
-    if diff.low > 0:
-        return f"{a} beats {b}: {diff}; the interval excludes zero"
-    if diff.high < 0:
-        return f"{a} is worse than {b}: {diff}; the interval excludes zero"
-    return f"no detectable difference between {a} and {b}: {diff}; the interval includes zero"
 
 
 def finite_difference_check(seed=0, lr=0.5, alpha=0.9, temperature=2.0, eps=1e-6):

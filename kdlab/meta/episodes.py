@@ -11,7 +11,7 @@ from .functional import forward, params_of, preserved_buffers
 from .steps import inner_loop
 
 
-def _task_list(tasks):
+def task_list(tasks):
     tasks = list(tasks)
     if not tasks:
         raise ParameterError("tasks", tasks, "a non-empty sequence of (x_support, y_support, x_query, y_query)")
@@ -37,7 +37,7 @@ def maml_step(module, tasks, *, steps, lr, first_order=False, bn="transductive",
 
     Returns {"loss": mean query loss, "accuracy": mean query accuracy} as floats.
     """
-    tasks = _task_list(tasks)
+    tasks = task_list(tasks)
     params = params_of(module)
     total_loss, total_accuracy = 0.0, 0.0
     with preserved_buffers(module):
@@ -72,7 +72,7 @@ def evaluate(module, tasks, *, steps, lr, bn="transductive", loss_fn=F.cross_ent
     Returns {"accuracy": mean, "loss": mean query cross-entropy, "accuracies": one value per task
     (a CPU tensor, for confidence intervals)}."""
     accuracies, losses = [], []
-    for x_support, y_support, x_query, y_query, *extra in _task_list(tasks):
+    for x_support, y_support, x_query, y_query, *extra in task_list(tasks):
         logits = adapt_and_predict(module, (x_support, y_support, *extra), x_query, steps=steps, lr=lr,
                                    bn=bn, loss_fn=loss_fn)
         accuracies.append(_accuracy(logits, y_query))

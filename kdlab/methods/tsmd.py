@@ -53,6 +53,7 @@ import torch.nn.functional as F
 
 from .. import config, meta
 from ..errors import ParameterError, TrainingDivergedError
+from ..meta.episodes import task_list
 from ..meta.functional import check_bn
 from ..losses import kd_loss
 from ..train import History
@@ -285,12 +286,6 @@ def adapt(teacher, student, x_support, y_support, s: Settings, *, teacher_params
     return Adaptation(fast_student, fast_teacher, guide, first)
 
 
-def _task_list(tasks):
-    tasks = list(tasks)
-    if not tasks:
-        raise ParameterError("tasks", tasks, "a non-empty sequence of (x_support, y_support, x_query, y_query)")
-    return tasks
-
 
 def _accuracy(logits, y):
     return float((logits.argmax(1) == y).float().mean())
@@ -309,7 +304,7 @@ def tsmd_step(teacher, student, tasks, **knobs):
     inner step terms "inner_ce", "inner_kd" (variants with a teacher guide).
     """
     s = settings(**knobs)
-    tasks = _task_list(tasks)
+    tasks = task_list(tasks)
     heads = check_models(teacher, student, s)
     for task in tasks:
         check_ways(task, heads)
@@ -351,7 +346,7 @@ def reptile_step(teacher, student, tasks, **knobs):
     (query terms measured without gradient).
     """
     s = settings(**{**knobs, "first_order": True, "teacher_first_order": True, "attach_teacher": False})
-    tasks = _task_list(tasks)
+    tasks = task_list(tasks)
     heads = check_models(teacher, student, s)
     for task in tasks:
         check_ways(task, heads)
@@ -429,7 +424,7 @@ def evaluate(teacher, student, tasks, **knobs):
     """Adapt on each task's support set and score the deployed model (the student; the teacher for
     'oracle') on its query set. Returns {"accuracy", "loss", "accuracies" (one per task, CPU tensor)}."""
     accuracies, losses = [], []
-    for task in _task_list(tasks):
+    for task in task_list(tasks):
         logits = adapt_and_predict(teacher, student, task, **knobs)["logits"]
         accuracies.append((logits.argmax(1) == task[3]).float().mean())
         losses.append(F.cross_entropy(logits, task[3]))

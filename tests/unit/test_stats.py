@@ -114,3 +114,11 @@ def test_over_seeds_rejects_results_that_change_shape():
         over_seeds(lambda seed: {"acc": 1.0} if seed == 0 else 1.0, 2, progress=False)
     with pytest.raises(ParameterError, match="a number, or a dict of numbers"):
         over_seeds(lambda seed: "high", 1, progress=False)
+
+
+def test_verdict_follows_the_interval():
+    from kdlab.stats import paired_difference, verdict
+
+    assert "A beats B" in verdict(paired_difference([2.0, 3.0, 2.5], [1.0, 1.5, 1.2]), "A", "B")
+    assert "A is worse than B" in verdict(paired_difference([1.0, 1.5, 1.2], [2.0, 3.0, 2.5]), "A", "B")
+    assert "no detectable difference" in verdict(paired_difference([2.0, 0.0, 1.5], [1.0, 1.0, 1.0]), "A", "B")
