@@ -4,6 +4,7 @@ Peak memory is the most bytes that the step itself holds at once on top of what 
 (parameters, data, optimizer state are not counted, so the figure compares methods on the same model).
 On CUDA it comes from the caching allocator's statistics; on the CPU, where PyTorch keeps no such
 statistic, from the allocation timeline of `torch.profiler` (every allocation and free, in order).
+`saved_tensor_bytes` measures one thing more: what autograd keeps for the backward pass.
 """
 import contextlib
 import os
@@ -86,6 +87,22 @@ def step_cost(step, *, repeats=5, warmup=1, device="cpu") -> StepCost:
         times.append(time.perf_counter() - start)
     peak = _cuda_peak_bytes(step, device) if device.type == "cuda" else _cpu_peak_bytes(step)
     return StepCost(statistics.median(times), int(peak))
+
+
+def saved_tensor_bytes(fn):
+    """Bytes of the tensors autograd saves for backward while `fn()` runs: the activation memory a
+    (meta-)gradient's graph keeps alive, the quantity that grows with MAML's inner steps. It counts every
+    saved tensor, so a tensor saved twice counts twice; `step_cost` gives the step's peak."""
+    total = 0
+
+    def pack(t):
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return total
 
 
 def load_average():
