@@ -84,7 +84,47 @@ RULES = {
     "SCHEDULE": (lambda v: v in ("constant", "linear", "cosine", "step"),
                  "one of 'constant', 'linear', 'cosine', 'step'"),
     "ALPHA_END": (lambda v: _is_real(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    # feature distillation with an adaptation phase (kdlab.methods.feature_meta, notebook 07)
+    "ALPHA_SQUARED": (lambda v: isinstance(v, bool), "True (the literal reading) or False (alpha applied once)"),
+    "engine": (lambda v: v in ("higher", "func"), "one of 'higher', 'func'"),
     "NUM_EPISODES": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    # MMKD's options (kdlab.methods.mmkd, notebook 05)
+    "weighting": (lambda v: v in ("mmkd", "aver", "ebkd", "camkd"), "one of 'mmkd', 'aver', 'ebkd', 'camkd'"),
+    "logit_input": (lambda v: v in ("logits", "probs"), "'logits' (the official code) or 'probs' (the paper)"),
+    "gram": (lambda v: v in ("normalized", "raw"), "'normalized' (rows L2-normalised) or 'raw' (the code)"),
+    "virtual_steps": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "mmkd_optimizer": (lambda v: v == "sgd", "'sgd' (the virtual rounds replay SGD with momentum and weight decay)"),
+    "teacher_classes": (lambda v: isinstance(v, list) and len(set(v)) == 1,
+                        "the same number of classes for the student (first) and every teacher"),
+    "ari_settings": (lambda v: isinstance(v, list) and all(v) and len(set(v)) == 1,
+                     "the lengths of three equally long, non-empty lists (one accuracy per teacher-student setting)"),
+    # TSMD's options (kdlab.methods.tsmd, notebook 06)
+    "variant": (lambda v: v in ("student", "fixed_teacher", "ours", "oracle"),
+                "one of 'student', 'fixed_teacher', 'ours', 'oracle'"),
+    "kd": (lambda v: v in ("kl", "rkd"), "'kl' (Hinton KD on logits) or 'rkd' (relational KD on embeddings)"),
+    "outer": (lambda v: v in ("maml", "reptile"), "'maml' or 'reptile' (the paper's Table 4)"),
+    "TSMD_DATASET": (lambda v: v == "glyphs", "'glyphs', notebook 06's DATASET (its full profile adds CIFAR-FS, "
+                                               "FC100 and mini-ImageNet by itself)"),
+    "TSMD_INNER_STEPS": (lambda v: _is_int(v) and v >= 1, "an integer >= 1, notebook 06's INNER_STEPS (the deployed "
+                                                          "student must adapt to the task)"),
+    # the comparison's benchmark and cost measurement (kdlab.benchmark, notebook 08)
+    "budget_optimizer": (lambda v: v == "sgd", "'sgd': every method of the kit steps the student with SGD "
+                                               "(MetaDistil's look-ahead assumes it)"),
+    "COST_REPEATS": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "COST_ROUNDS": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    # MetaDistil's options (kdlab.methods.metadistil, kdlab.data.quiz)
+    "quiz_batch_size": (lambda v: v is None or (_is_int(v) and v >= 1), "None (the batch size) or an integer >= 1"),
+    "pilot_update": (lambda v: isinstance(v, bool), "True or False"),
+    "lookahead_lr": (lambda v: v is None or (_is_real(v) and v > 0), "None (track the student's lr) or a number > 0"),
+    "log_every": (lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0: no accuracy log)"),
+    # MetaDistiller's options (kdlab.methods.metadistiller, kdlab.models.label_generator)
+    "mode": (lambda v: v in ("dsn", "sd", "md"), "one of 'dsn' (hard labels only), 'sd' (the final output as "
+                                                 "every exit's soft target), 'md' (generated soft targets)"),
+    "meta_every": (lambda v: _is_int(v) and v >= 1, "an integer >= 1 (M: the label generator is trained every M "
+                                                    "epochs)"),
+    "meta_exits": (lambda v: v in ("all", "final"), "'all' (CE summed over every exit) or 'final'"),
+    "generator_width": (lambda v: _is_int(v) and v >= 1, "an integer >= 1 (the channels of the fused maps)"),
+    "freeze_generator": (lambda v: isinstance(v, bool), "True or False"),
 }
 
 

@@ -89,6 +89,19 @@ def step_cost(step, *, repeats=5, warmup=1, device="cpu") -> StepCost:
     return StepCost(statistics.median(times), int(peak))
 
 
+def state_bytes(*objects):
+    """Bytes of the persistent state a method carries between steps: parameters and their .grad (modules)
+    and optimiser buffers such as momentum (optimisers)."""
+    total = 0
+    for obj in objects:
+        if isinstance(obj, torch.optim.Optimizer):
+            total += sum(v.numel() * v.element_size() for s in obj.state.values() for v in s.values()
+                         if torch.is_tensor(v))
+        else:
+            total += sum(t.numel() * t.element_size() for p in obj.parameters() for t in (p, p.grad) if t is not None)
+    return total
+
+
 def saved_tensor_bytes(fn):
     """Bytes of the tensors autograd saves for backward while `fn()` runs: the activation memory a
     (meta-)gradient's graph keeps alive, the quantity that grows with MAML's inner steps. It counts every

@@ -8,23 +8,19 @@ order; "KD (100 %)" also trains on the quiz images.
 """
 import copy
 import math
-import statistics
 import time
 
 import numpy as np
 import torch
-import torch.utils._pytree as pytree
-from torch.multiprocessing.reductions import StorageWeakRef
-from torch.utils._python_dispatch import TorchDispatchMode
+from torch.func import functional_call
 
-from .. import config
+from .. import config, profiling
+from ..data.quiz import quiz_batches, split_quiz
+from ..gradcheck import finite_differences, relative_error
 from ..methods import metadistil as md
-from ..profiling import load_average  # noqa: F401 (used by notebook 03)
-from ..stats import verdict  # noqa: F401 (the notebook calls lesson.verdict)
 from ..train import accuracy, distill_from, fit
 from ..widgets import Panel, log_slider, slider
 from .kd import new_student
-from .maml import saved_tensor_bytes
 
 
 # -- one seed, several methods ----------------------------------------------------------------------
@@ -38,11 +34,12 @@ def kd_run(data, teacher, *, seed, hidden, recipe, alpha, temperature, architect
 def meta_run(data, teacher, *, seed, hidden, recipe, alpha, temperature, teacher_lr, quiz_fraction, quiz_batch,
              pilot_update=True, freeze_epochs=0, monitor=None, log_every=0, architecture=None):
     """MetaDistil from a copy of `teacher` (the original is left as it is); returns (student, teacher, history)."""
-    student = new_student(data, hidden, seed, architecture)
-    return md.train_metadistil(student, copy.deepcopy(teacher), data, teacher_lr=teacher_lr, alpha=alpha,
-                               temperature=temperature, quiz_fraction=quiz_fraction, quiz_batch_size=quiz_batch,
-                               pilot_update=pilot_update, freeze_epochs=freeze_epochs, seed=seed, monitor=monitor,
-                               log_every=log_every, progress=False, **recipe)
+    method = md.MetaDistil(new_student(data, hidden, seed, architecture), copy.deepcopy(teacher),
+                           teacher_lr=teacher_lr, alpha=alpha, temperature=temperature, quiz_fraction=quiz_fraction,
+                           quiz_batch_size=quiz_batch, pilot_update=pilot_update, freeze_epochs=freeze_epochs,
+                           monitor=monitor, log_every=log_every)
+    history = fit(method, data, seed=seed, progress=False, **recipe)
+    return method.model, method.teacher, history
 
 
 def compare_methods(data, teacher, *, seed, hidden, recipe, alpha, temperature, teacher_lr, quiz_fraction, quiz_batch,
@@ -54,14 +51,14 @@ def compare_methods(data, teacher, *, seed, hidden, recipe, alpha, temperature, 
     common = dict(seed=seed, hidden=hidden, recipe=recipe, alpha=alpha, temperature=temperature,
                   architecture=architecture)
     meta = dict(teacher_lr=teacher_lr, quiz_fraction=quiz_fraction, quiz_batch=quiz_batch, freeze_epochs=freeze_epochs)
-    split = md.split_quiz(data, quiz_fraction, seed, quiz_batch_size=quiz_batch)
+    split = split_quiz(data, quiz_fraction, seed, quiz_batch_size=quiz_batch)
     _, kd_all = kd_run(data, teacher, **common)
     _, kd_90 = kd_run(split.train, teacher, **common)
     pilot_student, meta_teacher, pilot = meta_run(data, teacher, pilot_update=True, **common, **meta)
     no_pilot_student, _, no_pilot = meta_run(data, teacher, pilot_update=False, **common, **meta)
     if keep_teachers is not None:
         keep_teachers[seed] = meta_teacher
-    first, second = pilot.toward_share()
+    first, second = md.toward_share(pilot)
     gap = max(float((a - b).detach().abs().max())
               for a, b in zip(pilot_student.parameters(), no_pilot_student.parameters()))
     return {"kd_100": kd_all.last["test_acc"], "kd_90": kd_90.last["test_acc"], "meta": pilot.last["test_acc"],
@@ -69,13 +66,10 @@ def compare_methods(data, teacher, *, seed, hidden, recipe, alpha, temperature, 
             "toward_first": first, "toward_second": second, "pilot_weight_gap": gap}
 
 
-
-
 def finite_difference_check(seed=0, lr=0.5, alpha=0.9, temperature=2.0, eps=1e-6):
-    """The teacher's meta-gradient against central finite differences, float64, tiny tanh MLPs
-    (teacher 4-5-3, student 4-3-3): returns the relative error ||analytic - numeric|| / ||numeric||."""
-    from torch.func import functional_call
-
+    """The teacher's meta-gradient against central finite differences (`kdlab.gradcheck`) of the quiz loss
+    after one plain-torch student step, float64, tiny tanh MLPs (teacher 4-5-3, student 4-3-3): returns
+    the relative error ||analytic - numeric|| / ||numeric||."""
     torch.manual_seed(seed)
     student = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh(), torch.nn.Linear(3, 3)).double()
     teacher = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3)).double()
@@ -83,27 +77,16 @@ def finite_difference_check(seed=0, lr=0.5, alpha=0.9, temperature=2.0, eps=1e-6
     x, x_q = torch.randn(6, 4, generator=g, dtype=torch.float64), torch.randn(5, 4, generator=g, dtype=torch.float64)
     y, y_q = torch.arange(6) % 3, torch.arange(5) % 3
     result = md.teacher_meta_gradient(student, teacher, x, y, x_q, y_q, lr=lr, alpha=alpha, temperature=temperature)
-    names = [name for name, _ in teacher.named_parameters()]
-    analytic = torch.cat([result.grads[n].flatten() for n in names])
 
-    def quiz_loss_at(flat):
-        params, start = {}, 0
-        for name, p in teacher.named_parameters():
-            params[name] = flat[start:start + p.numel()].view_as(p)
-            start += p.numel()
-        s_params = list(student.parameters())
-        inner = md.student_loss(student(x), functional_call(teacher, params, (x,)), y, alpha, temperature)["loss"]
-        grads = torch.autograd.grad(inner, s_params)
+    @torch.enable_grad()
+    def quiz_loss_after_step():  # Eq. 2 by hand, then L_T; reads the teacher's weights in place
+        inner = md.student_loss(student(x), teacher(x), y, alpha, temperature)["loss"]
+        grads = torch.autograd.grad(inner, list(student.parameters()))
         fast = {name: p - lr * gr for (name, p), gr in zip(student.named_parameters(), grads)}
         return float(md.quiz_loss(functional_call(student, fast, (x_q,)), y_q).detach())
 
-    base = torch.cat([p.detach().flatten() for p in teacher.parameters()])
-    numeric = torch.zeros_like(base)
-    for i in range(len(base)):
-        bump = torch.zeros_like(base)
-        bump[i] = eps
-        numeric[i] = (quiz_loss_at(base + bump) - quiz_loss_at(base - bump)) / (2 * eps)
-    return float((analytic - numeric).norm() / numeric.norm())
+    numeric = finite_differences(quiz_loss_after_step, list(teacher.parameters()), eps=eps)
+    return relative_error([result.grads[name] for name, _ in teacher.named_parameters()], numeric)
 
 
 def pilot_ablation(data, teacher, *, seed, hidden, recipe, alpha, temperature, teacher_lr, quiz_fraction, quiz_batch):
@@ -122,7 +105,7 @@ def dynamics(data, teacher, *, seed, hidden, recipe, alpha, temperature, teacher
              log_every=10):
     """MetaDistil at each teacher lr with accuracy logged on the test set every `log_every` steps, and the
     KD (90 %) student's accuracy after every epoch; returns {"kd": history, teacher_lr: history, ...}."""
-    split = md.split_quiz(data, quiz_fraction, seed, quiz_batch_size=quiz_batch)
+    split = split_quiz(data, quiz_fraction, seed, quiz_batch_size=quiz_batch)
     _, kd_history = kd_run(split.train, teacher, seed=seed, hidden=hidden, recipe=recipe, alpha=alpha,
                            temperature=temperature)
     out = {"kd": kd_history, "steps_per_epoch": math.ceil(split.train.num_train / recipe["batch_size"])}
@@ -176,7 +159,7 @@ def plot_dynamics(runs, teacher_lrs, axes, weight_decay_term=None):
 # -- robustness to ALPHA and TEMPERATURE (Figures 4 and 5) --------------------------------------------
 def kd_vs_meta(data, teacher, *, seed, hidden, recipe, alpha, temperature, teacher_lr, quiz_fraction, quiz_batch):
     """KD (90 %) and MetaDistil for one seed and one (alpha, temperature): final test accuracies."""
-    split = md.split_quiz(data, quiz_fraction, seed, quiz_batch_size=quiz_batch)
+    split = split_quiz(data, quiz_fraction, seed, quiz_batch_size=quiz_batch)
     common = dict(seed=seed, hidden=hidden, recipe=recipe, alpha=alpha, temperature=temperature)
     _, kd = kd_run(split.train, teacher, **common)
     _, _, meta = meta_run(data, teacher, teacher_lr=teacher_lr, quiz_fraction=quiz_fraction, quiz_batch=quiz_batch,
@@ -190,13 +173,12 @@ def quiz_finetuned_teacher(teacher, split, *, steps, lr, quiz_batch, seed, momen
     control that sees the same extra images as MetaDistil's teacher, without learning to teach."""
     tuned = copy.deepcopy(teacher).train()
     opt = torch.optim.SGD(tuned.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
-    stream = md.quiz_batches(split.x_quiz, split.y_quiz, quiz_batch,
-                             torch.Generator().manual_seed(seed + md.QUIZ_SEED_OFFSET))
+    stream = quiz_batches(split.x_quiz, split.y_quiz, quiz_batch,
+                          torch.Generator().manual_seed(seed + md.QUIZ_SEED_OFFSET))
     for _ in range(steps):
         x_q, y_q = next(stream)
-        loss = torch.nn.functional.cross_entropy(tuned(x_q), y_q)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        torch.nn.functional.cross_entropy(tuned(x_q), y_q).backward()
         opt.step()
     return tuned.eval()
 
@@ -206,7 +188,7 @@ def static_vs_dynamic(data, teacher, meta_teacher, *, seed, hidden, recipe, alph
     """Static KD (90 %) students from the original teacher, from MetaDistil's final teacher, and from a
     teacher fine-tuned on the quiz set with the same number of steps; and each teacher's test accuracy.
     (The dynamic MetaDistil student and its teacher come from `compare_methods`.)"""
-    split = md.split_quiz(data, quiz_fraction, seed, quiz_batch_size=quiz_batch)
+    split = split_quiz(data, quiz_fraction, seed, quiz_batch_size=quiz_batch)
     common = dict(seed=seed, hidden=hidden, recipe=recipe, alpha=alpha, temperature=temperature)
     steps = recipe["epochs"] * math.ceil(split.train.num_train / recipe["batch_size"])
     tuned = quiz_finetuned_teacher(teacher, split, steps=steps, lr=finetune_lr or teacher_lr, quiz_batch=quiz_batch,
@@ -227,58 +209,11 @@ def relative_change(model, reference):
 
 
 # -- cost per step -----------------------------------------------------------------------------------
-class _LiveTensorBytes(TorchDispatchMode):
-    """Counts the bytes of tensor storages created inside the mode and still alive, after every operation
-    (the backward pass included), and keeps the peak: a CPU stand-in for CUDA's max_memory_allocated."""
-
-    def __init__(self):
-        super().__init__()
-        self.live, self.current, self.peak = {}, 0, 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for key in [k for k, (ref, _) in self.live.items() if ref.expired()]:
-            self.current -= self.live.pop(key)[1]
-        inputs = {t.untyped_storage().data_ptr() for t in pytree.tree_leaves((args, kwargs))
-                  if isinstance(t, torch.Tensor)}
-        for t in pytree.tree_leaves(out):
-            if isinstance(t, torch.Tensor):
-                storage = t.untyped_storage()
-                key = storage.data_ptr()  # a view or an in-place result shares an input's storage: not new
-                if storage.nbytes() and key not in self.live and key not in inputs:
-                    self.live[key] = (StorageWeakRef(storage), storage.nbytes())
-                    self.current += storage.nbytes()
-        self.peak = max(self.peak, self.current)
-        return out
-
-
-def peak_step_bytes(fn):
-    """Peak bytes of the tensors `fn()` allocates and holds at once (parameters and optimiser state that
-    exist before the call are not included; add `state_bytes`)."""
-    with _LiveTensorBytes() as mode:
-        fn()
-    return mode.peak
-
-
-def state_bytes(*objects):
-    """Bytes of the persistent state: parameters, their .grad, and optimiser buffers (momentum)."""
-    total = 0
-    for obj in objects:
-        if isinstance(obj, torch.optim.Optimizer):
-            total += sum(v.numel() * v.element_size() for s in obj.state.values() for v in s.values()
-                         if torch.is_tensor(v))
-        else:
-            for p in obj.parameters():
-                total += p.numel() * p.element_size()
-                if p.grad is not None:
-                    total += p.grad.numel() * p.grad.element_size()
-    return total
-
-
 def step_cost(student, teacher, batch, quiz_batch, *, lr, teacher_lr, alpha, temperature, repeats=30):
-    """Wall time (ms, best of `repeats`: the least disturbed by other processes) and memory of a KD step and a MetaDistil step (with and without pilot) on copies
-    of the same student, teacher and batch. Memory: `peak` = persistent state + peak transient tensors
-    (the CPU analogue of max_memory_allocated), `transient` alone, and `saved` = bytes autograd saves."""
+    """Median wall time (ms, `kdlab.profiling.step_cost`) and memory of a KD step and a MetaDistil step (with
+    and without pilot) on copies of the same student, teacher and batch. Memory: `transient` = the most
+    bytes the step holds at once (kdlab.profiling), `persistent` = parameters, gradients and optimiser
+    state, `peak` = their sum (what max_memory_allocated would show), `saved` = bytes autograd saves."""
     rows = {}
     for name in ("kd", "meta", "meta_no_pilot"):
         s, t = copy.deepcopy(student), copy.deepcopy(teacher)
@@ -292,20 +227,13 @@ def step_cost(student, teacher, batch, quiz_batch, *, lr, teacher_lr, alpha, tem
             def step(pilot=(name == "meta")):
                 return md.metadistil_step(s, t, batch, quiz_batch, student_opt=s_opt, teacher_opt=t_opt,
                                           lookahead_lr=lr, alpha=alpha, temperature=temperature, pilot_update=pilot)
-        for _ in range(3):  # warm-up: optimiser state and grads exist from here on, as in training
-            step()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - start)
-        transient = peak_step_bytes(step)
-        persistent = state_bytes(s, s_opt) + (state_bytes(t) if name == "kd" else state_bytes(t, t_opt))
-        rows[name] = {"ms": 1000 * min(times), "median_ms": 1000 * statistics.median(times), "transient": transient, "persistent": persistent,
-                      "peak": persistent + transient, "saved": saved_tensor_bytes(step)}
+        # warm-up (3 steps): optimiser state and grads exist from here on, as in training
+        cost = profiling.step_cost(step, repeats=repeats, warmup=3, device=batch[0].device)
+        teacher_state = profiling.state_bytes(t) if name == "kd" else profiling.state_bytes(t, t_opt)
+        persistent = profiling.state_bytes(s, s_opt) + teacher_state
+        rows[name] = {"ms": 1000 * cost.seconds, "transient": cost.peak_bytes, "persistent": persistent,
+                      "peak": persistent + cost.peak_bytes, "saved": profiling.saved_tensor_bytes(step)}
     return rows
-
-
 
 
 # -- the teaching panel --------------------------------------------------------------------------------
@@ -313,7 +241,7 @@ def teaching_panel(data, teacher, *, hidden, recipe, seed, quiz_fraction, quiz_b
                    teacher_lr=1e-4):
     """ALPHA, TEMPERATURE and TEACHER_LR (log) sliders: a short MetaDistil run against KD (90 %) from the
     same initial weights and batch order; curves and a readout."""
-    split = md.split_quiz(data, quiz_fraction, seed, quiz_batch_size=quiz_batch)
+    split = split_quiz(data, quiz_fraction, seed, quiz_batch_size=quiz_batch)
     teacher_acc = accuracy(teacher, data.x_test, data.y_test)
 
     def compute(ALPHA, TEMPERATURE, TEACHER_LR):
@@ -323,7 +251,7 @@ def teaching_panel(data, teacher, *, hidden, recipe, seed, quiz_fraction, quiz_b
         _, kd = kd_run(split.train, teacher, **common)
         _, _, meta = meta_run(data, teacher, teacher_lr=TEACHER_LR, quiz_fraction=quiz_fraction,
                               quiz_batch=quiz_batch, **common)
-        first, second = meta.toward_share()
+        first, second = md.toward_share(meta)
         evaluated = [r["epoch"] for r in meta.records if "test_acc" in r]
         return {"alpha": ALPHA, "temperature": TEMPERATURE, "teacher_lr": TEACHER_LR,
                 "epochs": evaluated, "meta_acc": meta.series("test_acc"),
