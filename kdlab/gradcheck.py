@@ -13,20 +13,20 @@ def finite_differences(objective, tensors, eps=1e-6):
     """Central differences of the scalar `objective()` with respect to every entry of `tensors`.
 
     Each entry is moved in place by +eps and -eps (and put back), so `objective` must read the tensors
-    themselves, not copies. Use float64: in float32 the differences drown in rounding."""
+    themselves, not copies. Use float64: in float32 the differences drown in rounding. Autograd stays on,
+    so an objective may itself take differentiable steps (an unrolled inner loop)."""
     grads = []
-    with torch.no_grad():
-        for t in tensors:
-            g, values = torch.zeros_like(t), t.data.view(-1)
-            for i in range(values.numel()):
-                old = values[i].item()
-                values[i] = old + eps
-                up = float(objective())
-                values[i] = old - eps
-                down = float(objective())
-                values[i] = old
-                g.view(-1)[i] = (up - down) / (2 * eps)
-            grads.append(g)
+    for t in tensors:
+        g, values = torch.zeros_like(t, requires_grad=False), t.data.view(-1)
+        for i in range(values.numel()):
+            old = values[i].item()
+            values[i] = old + eps
+            up = float(objective())
+            values[i] = old - eps
+            down = float(objective())
+            values[i] = old
+            g.view(-1)[i] = (up - down) / (2 * eps)
+        grads.append(g)
     return grads
 
 

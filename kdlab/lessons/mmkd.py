@@ -5,18 +5,21 @@ same numbers for the same settings. The method itself lives in `kdlab.methods.mm
 """
 import dataclasses
 import time
+from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import cache, paths
-from ..errors import ParameterError
-from ..methods import mmkd
-from ..models import MLP, SmallCNN, available, create
+from .. import cache, config, paths
+from ..methods.mmkd import MMKD, teacher_weights
+from ..methods.mmkd_baselines import fixed_weights
+from ..models import MLP, SmallCNN, create
+from ..models.meta_weight import teacher_outputs
 from ..train import accuracy, fit
 from ..widgets import Panel, slider
+from .kd import new_student
 
 # -- the teacher zoo -----------------------------------------------------------------------------------
 # Four teachers of deliberately different quality on the same 300 training digits. "noisy" memorises
@@ -52,9 +55,7 @@ def build_teacher(spec, data):
         return MLP(int(np.prod(data.input_shape)), hidden=spec["hidden"], num_classes=data.num_classes)
     if spec["arch"] == "small_cnn":
         return SmallCNN(data.num_classes, width=spec["width"], in_channels=data.input_shape[0])
-    if spec["arch"] in available():
-        return create(spec["arch"], num_classes=data.num_classes)
-    raise ParameterError("arch", spec["arch"], "'mlp', 'small_cnn' or a zoo model: " + ", ".join(available()))
+    return create(spec["arch"], num_classes=data.num_classes)
 
 
 def train_teacher(spec, data, augment=None):
@@ -107,15 +108,6 @@ def teacher_report(teachers, data):
 
 
 # -- students and runs ---------------------------------------------------------------------------------
-def new_student(data, hidden, seed, architecture=None):
-    """A fresh student with seeded initial weights (same seed -> same init for every method): an MLP with
-    `hidden` units, or the zoo model `architecture` (e.g. "vgg8")."""
-    torch.manual_seed(seed)
-    if architecture is not None:
-        return create(architecture, num_classes=data.num_classes).to(data.x_train.device)
-    return MLP(int(np.prod(data.input_shape)), hidden=hidden, num_classes=data.num_classes).to(data.x_train.device)
-
-
 def run_ce(data, *, seed, hidden, epochs, lr, batch_size, architecture=None, schedule="cosine", augment=None):
     """The student trained from scratch with labels only (the paper's 'Student' row)."""
     student = new_student(data, hidden, seed, architecture)
@@ -125,18 +117,23 @@ def run_ce(data, *, seed, hidden, epochs, lr, batch_size, architecture=None, sch
 
 
 def run_method(data, teachers, *, seed, hidden, recipe, architecture=None, **overrides):
-    """One student trained with `train_mmkd(recipe | overrides)`; returns (test accuracy, student, history, nets)."""
-    student = new_student(data, hidden, seed, architecture)
+    """One student trained with `fit(MMKD(...), ...)`, the options of `recipe | overrides` sent to `fit`
+    (the loop's; evaluated at the end unless `eval_every` says otherwise) or to MMKD; returns (test
+    accuracy, the trained method (`.model` the student, `.nets` the weight nets), history)."""
     options = {**recipe, **overrides}
-    student, history, nets = mmkd.train_mmkd(student, list(teachers.values()), data, seed=seed, **options)
-    return history.last["test_acc"], student, history, nets
+    fit_options = {name: options.pop(name) for name in ("epochs", "lr", "batch_size", "schedule", "augment",
+                                                         "eval_every", "callbacks") if name in options}
+    fit_options.setdefault("eval_every", fit_options["epochs"])
+    method = MMKD(new_student(data, hidden, seed, architecture), list(teachers.values()), **options)
+    history = fit(method, data, seed=seed, progress=False, **fit_options)
+    return history.last["test_acc"], method, history
 
 
 def compare(data, teachers, variants, *, seeds, hidden, recipe, architecture=None, log=print):
     """Every variant on every seed, paired (same init and batch order within a seed). A variant is a dict
-    of `train_mmkd` overrides, "ce" (labels only), or ("teachers", {name: teacher}, overrides) for another
+    of `run_method` overrides, "ce" (labels only), or ("teachers", {name: teacher}, overrides) for another
     teacher set. Returns ({name: [test accuracy per seed]}, {name: [seconds per run]},
-    {(name, seed): (student, history, nets)})."""
+    {(name, seed): (method, history)})."""
     accs, seconds, models = {name: [] for name in variants}, {name: [] for name in variants}, {}
     for seed in seeds:
         row = []
@@ -150,9 +147,9 @@ def compare(data, teachers, variants, *, seeds, hidden, recipe, architecture=Non
                 pool = teachers
                 if isinstance(overrides, tuple):
                     _, pool, overrides = overrides
-                acc, student, history, nets = run_method(data, pool, seed=seed, hidden=hidden, recipe=recipe,
-                                                         architecture=architecture, **overrides)
-                models[(name, seed)] = (student, history, nets)
+                acc, method, history = run_method(data, pool, seed=seed, hidden=hidden, recipe=recipe,
+                                                  architecture=architecture, **overrides)
+                models[(name, seed)] = (method, history)
             accs[name].append(acc)
             seconds[name].append(time.perf_counter() - started)
             row.append(f"{name} {acc:.1f}")
@@ -165,9 +162,8 @@ def ari(method, baseline, student):
     """Average Relative Improvement (%) of `method` over `baseline` (the paper's Table I footnote):
     ARI = (1/M) sum_i (Acc_method_i - Acc_baseline_i) / (Acc_baseline_i - Acc_student_i) * 100,
     over M teacher-student settings; `student` is the student trained from scratch."""
+    config.check("ari_settings", [np.ndim(v) == 1 and len(v) for v in (method, baseline, student)])
     method, baseline, student = (np.asarray(v, dtype=float) for v in (method, baseline, student))
-    if not method.shape == baseline.shape == student.shape or method.ndim != 1 or len(method) == 0:
-        raise ParameterError("method", method.tolist(), "three equally long, non-empty lists (one value per setting)")
     return float(np.mean((method - baseline) / (baseline - student)) * 100)
 
 
@@ -184,20 +180,11 @@ PAPER_TABLE_I = {
 }
 
 
-def verdict(diff, a, b):
-    """One sentence on a paired difference a - b: better, worse, or not distinguishable at 95%."""
-    if diff.n > 1 and diff.low > 0:
-        return f"{a} is better than {b} (the 95% interval of the difference is above 0)"
-    if diff.n > 1 and diff.high < 0:
-        return f"{a} is worse than {b} (the 95% interval of the difference is below 0)"
-    return f"{a} and {b} cannot be told apart with {diff.n} seeds (the 95% interval contains 0)"
-
-
 # -- ensembles and weights ----------------------------------------------------------------------------------
 @torch.no_grad()
 def ensemble_accuracy(teachers, x, y, weights):
     """Accuracy (%) of the weighted ensemble sum_k w_ik softmax(z^tk_i) with per-sample weights (N, K)."""
-    logits, _ = mmkd.teacher_outputs(list(teachers.values()), x)
+    logits, _ = teacher_outputs(list(teachers.values()), x)
     probs = (weights.unsqueeze(-1) * F.softmax(logits, dim=-1)).sum(1)
     return 100.0 * float((probs.argmax(-1) == y).float().mean())
 
@@ -205,30 +192,35 @@ def ensemble_accuracy(teachers, x, y, weights):
 @torch.no_grad()
 def baseline_weights(teachers, x, y, weighting):
     """AVER / EBKD / CA-MKD weights (N, K) for inputs x (CA-MKD needs the labels y)."""
-    logits, _ = mmkd.teacher_outputs(list(teachers.values()), x)
-    if weighting == "aver":
-        return mmkd.aver_weights(logits)
-    if weighting == "ebkd":
-        return mmkd.ebkd_weights(logits)
-    if weighting == "camkd":
-        return mmkd.camkd_weights(logits, y)
-    raise ParameterError("weighting", weighting, "'aver', 'ebkd' or 'camkd'")
+    config.check("weighting", weighting)
+    return fixed_weights(weighting, teacher_outputs(list(teachers.values()), x)[0], y)
 
 
-def weights_by_group(weights, groups):
-    """Mean weight per teacher within each named boolean mask: {group: [mean w_k for each k]}."""
-    return {name: weights[mask].mean(0).tolist() if mask.any() else [float("nan")] * weights.shape[1]
-            for name, mask in groups.items()}
+@torch.no_grad()
+def weights_on(method, x, y, batch_size):
+    """Per-sample (logit, feature) teacher weights on inputs `x` as a trained MMKD's nets give them (the
+    method is put in eval mode); whole batches of `batch_size` only (the feature net's width): N // B * B rows."""
+    method.eval()
+    student, t_logits, t_feats = method.model, *teacher_outputs(method.teachers, x, method.feature_index)
+    options = SimpleNamespace(**{k: getattr(method, k) for k in ("temperature", "weighting", "logit_input", "gram")},
+                              logit_weights=True, feature_weights=True, feature_loss=True, beta=1.0)
+    w_logit, w_feat = [], []
+    for start in range(0, len(x) // batch_size * batch_size, batch_size):
+        rows = slice(start, start + batch_size)
+        logits, features = student(x[rows], return_features=True)
+        wl, wf = teacher_weights(method.nets, (logits, features[method.feature_index], None), y[rows],
+                                 t_logits[rows], [f[rows] for f in t_feats], options)
+        w_logit.append(wl)
+        w_feat.append(wf)
+    return torch.cat(w_logit), torch.cat(w_feat)
 
 
-def plot_weight_map(ax, weights, names, order=None, title=None):
+def plot_weight_map(ax, weights, names, order=None):
     """Per-sample weights as a heat map: one row per teacher, one column per sample."""
     w = weights if order is None else weights[order]
     image = ax.imshow(w.t().cpu().numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
     ax.set_yticks(range(len(names)), names)
     ax.set_xlabel("training sample")
-    if title:
-        ax.set_title(title, fontsize=10)
     return image
 
 
@@ -242,9 +234,7 @@ def draw_weight_nets(fig, num_classes, num_teachers, batch_size):
             ("feature net (E6)", [f"Gram rows G_i\nof {k} teachers\n+ sg(student)", f"concat\n{b}(K+1) = {b * (k + 1)}",
                                   f"FC {b * (k + 1)} -> {b * (k + 1) // 2}\nReLU", f"FC {b * (k + 1) // 2} -> {k}",
                                   f"softmax\nw^f: {k} weights"])]
-    ax = fig.add_subplot(111)
-    ax.set_xlim(0, 10)
-    ax.set_ylim(0, 4.2)
+    ax = fig.add_subplot(111, xlim=(0, 10), ylim=(0, 4.2))
     ax.axis("off")
     colors = ["#dde8f5", "#eeeeee", "#fbe3c9", "#fbe3c9", "#d9f0d3"]
     for r, (title, boxes) in enumerate(rows):
@@ -279,8 +269,8 @@ def mmkd_panel(data, teachers, *, hidden, recipe, seed=0, temperature=4.0, beta=
 
     def compute(TEMPERATURE, BETA, META_EVERY):
         started = time.perf_counter()
-        acc, _, history, _ = run_method(data, teachers, seed=seed, hidden=hidden, recipe=recipe,
-                                        temperature=TEMPERATURE, beta=BETA, meta_every=META_EVERY)
+        acc, _, history = run_method(data, teachers, seed=seed, hidden=hidden, recipe=recipe,
+                                     temperature=TEMPERATURE, beta=BETA, meta_every=META_EVERY)
         curves = {name: history.series(f"w_logit_{k}") for k, name in enumerate(names)}
         return {"temperature": TEMPERATURE, "beta": BETA, "meta_every": META_EVERY, "acc": acc,
                 "epochs": history.series("epoch"), "weights": curves,
@@ -292,13 +282,10 @@ def mmkd_panel(data, teachers, *, hidden, recipe, seed=0, temperature=4.0, beta=
         ax_w, ax_m = fig.subplots(1, 2)
         for name, curve in d["weights"].items():
             ax_w.plot(d["epochs"], curve, label=name)
-        ax_w.set_xlabel("epoch")
-        ax_w.set_ylabel("mean logit weight")
-        ax_w.set_ylim(0, 1)
+        ax_w.set(xlabel="epoch", ylabel="mean logit weight", ylim=(0, 1))
         ax_w.legend(fontsize=8)
         ax_m.plot(d["meta_epochs"], d["meta_loss"], color="C3")
-        ax_m.set_xlabel("epoch")
-        ax_m.set_ylabel("meta loss (hard batch CE)")
+        ax_m.set(xlabel="epoch", ylabel="meta loss (hard batch CE)")
         fig.tight_layout(rect=(0, 0, 1, 0.9))  # room for the panel's title
 
     def readout(d):

@@ -10,6 +10,7 @@ class History:
     records: list = field(default_factory=list)
     steps: list = field(default_factory=list)
     interrupted: bool = False
+    global_steps: int = 0  # optimisation steps taken over all fits, so a resumed run continues the count
 
     def append(self, record):
         self.records.append(record)

@@ -57,7 +57,8 @@ def fit(method, data, objective=None, *, epochs=10, lr=0.05, batch_size=64, opti
     total_epochs = first_epoch + epochs
     run = Run(seed=seed, epochs=total_epochs, batch_size=batch_size,
               recipe=Recipe(lr, optimizer, momentum, weight_decay),
-              generator=torch.Generator().manual_seed(seed + first_epoch), augment=augment, history=history)
+              generator=torch.Generator().manual_seed(seed + first_epoch), augment=augment, history=history,
+              global_step=history.global_steps)
     method.configure(run.recipe, run)
     train_data = method.prepare(data, run)
     schedulers = make_schedulers([opt for opt in method.optimizers() if opt is not None], schedule,
@@ -83,6 +84,7 @@ def fit(method, data, objective=None, *, epochs=10, lr=0.05, batch_size=64, opti
                     sums[name] = sums.get(name, 0.0) + float(value) * weight
                 count += weight
                 run.global_step += 1
+                history.global_steps = run.global_step
             record = {"epoch": epoch + 1, "lr": run.lr, "seconds": time.perf_counter() - start}
             record.update({name: total / count for name, total in sums.items()})
             method.on_epoch_end(record, run)

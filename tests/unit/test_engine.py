@@ -88,6 +88,7 @@ def test_a_method_keeps_its_optimizer_state_when_training_resumes(digits):
     momentum = resumed.optimizer.state[next(resumed.model.parameters())]["momentum_buffer"]
     assert momentum.abs().sum() > 0
     assert history.series("epoch") == [1, 2, 3, 4]
+    assert history.global_steps == 4 * 2, "the global step count continues across fits (120 samples, batches of 64)"
 
 
 def test_nan_guard_stops_before_any_weight_is_written(digits):
