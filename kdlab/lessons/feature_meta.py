@@ -1,9 +1,9 @@
 """Notebook 07 (hybrid feature distillation with a MAML adaptation phase): teacher cache, the four-arm
-multi-seed comparison, early-convergence measures, the feature-matching picture, the panel, and the
-paper-scale pair (torchvision ResNet-101 -> MobileNetV2 at 84x84) for the full profile.
+multi-seed comparison, early-convergence measures, the feature-matching picture and the panel.
 
-Every training run goes through `kdlab.methods.feature_meta.train_feature_meta`; this module only
-arranges experiments and pictures around it.
+Every training run is `kdlab.train.fit(FeatureMeta(student, teacher, **settings), data, **recipe)`; this
+module only arranges experiments and pictures around it. The paper's torchvision pair (ResNet-101 ->
+MobileNetV2 at 84x84) lives in `kdlab.models.torchvision_features`.
 """
 import math
 import time
@@ -11,12 +11,13 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-import torch.nn as nn
 
 from .. import cache, paths
-from ..errors import DatasetUnavailableError, ParameterError
+from ..alpha_schedule import SCHEDULES
+from ..errors import ParameterError
 from ..methods import feature_meta as fm
 from ..models import SmallCNN
+from ..models.adapter import spatial_plan
 from ..train import fit
 from ..viz import seed_band
 from ..widgets import Panel, choice, slider
@@ -59,31 +60,41 @@ def new_student(seed, width, device):
     return SmallCNN(width=width).to(device)
 
 
-def arm_settings(alpha, schedule, alpha_end):
-    """The four arms of the comparison: keyword arguments for `train_feature_meta`."""
+def arm_settings(alpha, alpha_schedule, alpha_end):
+    """The four arms of the comparison: keyword arguments for `FeatureMeta`."""
     return {
         "baseline": dict(alpha=0.0, adaptation=False),
         "FD": dict(alpha=alpha, adaptation=False),
         "FD + adaptation": dict(alpha=alpha, adaptation=True),
-        "FD + adaptation + dynamic alpha": dict(alpha=alpha, schedule=schedule, alpha_end=alpha_end, adaptation=True),
+        "FD + adaptation + dynamic alpha": dict(alpha=alpha, alpha_schedule=alpha_schedule, alpha_end=alpha_end,
+                                                adaptation=True),
     }
+
+
+def train(student, teacher, data, *, seed, recipe, settings):
+    """`fit(FeatureMeta(student, teacher, **settings), data, seed=seed, **recipe)` without a progress bar;
+    returns (method, history)."""
+    method = fm.FeatureMeta(student, teacher, **settings)
+    return method, fit(method, data, seed=seed, progress=False, **recipe)
 
 
 # -- the multi-seed comparison ----------------------------------------------------------------------------
 CURVES = ("loss", "ce", "train_acc", "test_acc", "passes", "alpha")
 
 
-def compare(data, teacher, seeds, *, arms, recipe, make_student, log=print):
+def compare(data, teacher, seeds, *, arms, recipe, settings, make_student, log=print):
     """Train every arm for every seed (same initial weights and batch order within a seed);
-    `make_student(seed)` returns a fresh student on the data's device; an arm's settings override `recipe`.
+    `make_student(seed)` returns a fresh student on the data's device; `recipe` goes to `fit`, `settings`
+    to `FeatureMeta`, and an arm's own settings override `settings`.
 
     Returns {arm: {curve: array (seeds, epochs), "seconds": array (seeds,)}} for the CURVES keys."""
     results = {arm: {key: [] for key in (*CURVES, "seconds")} for arm in arms}
     for index, seed in enumerate(seeds, start=1):
         started, shown = time.perf_counter(), []
-        for arm, settings in arms.items():
+        for arm, arm_settings_ in arms.items():
             arm_start = time.perf_counter()
-            _, history = fm.train_feature_meta(make_student(seed), teacher, data, seed=seed, **{**recipe, **settings})
+            _, history = train(make_student(seed), teacher, data, seed=seed, recipe=recipe,
+                               settings={**settings, **arm_settings_})
             for key in CURVES:
                 results[arm][key].append(history.series(key))
             results[arm]["seconds"].append(time.perf_counter() - arm_start)
@@ -93,11 +104,16 @@ def compare(data, teacher, seeds, *, arms, recipe, make_student, log=print):
             for arm, curves in results.items()}
 
 
+def first_epoch_reaching(test_acc, threshold):
+    """The first epoch (1-based) whose accuracy reaches `threshold`, or nan if none does."""
+    return next((epoch for epoch, acc in enumerate(test_acc, start=1) if acc >= threshold), math.nan)
+
+
 def epochs_to_reach(curves, threshold):
     """Per seed, the first epoch whose test accuracy reaches `threshold`; a run that never does counts as
     epochs + 1 (censored), so paired differences stay defined. Returns (values, number censored)."""
     epochs = curves.shape[1]
-    values = [fm.epochs_to_reach(row, threshold) for row in curves]
+    values = [first_epoch_reaching(row, threshold) for row in curves]
     censored = sum(math.isnan(v) for v in values)
     return [epochs + 1 if math.isnan(v) else v for v in values], censored
 
@@ -154,7 +170,7 @@ def matching_table(student_shapes, teacher_shapes):
         row = []
         for j, t in enumerate(teacher_shapes):
             try:
-                plan = fm.spatial_plan(s, t)
+                plan = spatial_plan(s, t)
                 row.append("same size" if plan == "same" else f"{plan[0]} {plan[1][0]}x{plan[1][1]}")
             except ParameterError:  # this pair cannot be matched
                 row.append("refused")
@@ -166,11 +182,6 @@ def markdown_matching(rows, student_names, teacher_names):
     lines = ["| student \\ teacher | " + " | ".join(teacher_names) + " |", "|---|" + "---|" * len(teacher_names)]
     lines += [f"| {name} | " + " | ".join(row) + " |" for name, row in zip(student_names, rows)]
     return "\n".join(lines)
-
-
-def feature_shapes(model, x):
-    """Shapes (without the batch) of every feature of `model` on `x`, probed in eval mode."""
-    return [fm.feature_shape(model, x, i) for i in range(len(model(x[:1], return_features=True)[1]))]
 
 
 def draw_architecture(ax, student_shapes, teacher_shapes, student_layer, teacher_layer, names):
@@ -228,19 +239,20 @@ def draw_feature_views(views, titles=("input", "teacher f_T", "student f_S", "ad
 
 
 # -- the panel -------------------------------------------------------------------------------------------
-def retrain_panel(data, teacher, *, recipe, seed, make_student, alpha=0.7, inner_steps=1, schedule="linear",
-                  alpha_end=0.1):
-    """ALPHA, INNER_STEPS and SCHEDULE retrain a short FD run (INNER_STEPS = 0 switches the adaptation phase
-    off) and redraw alpha per epoch, test accuracy and the CE training loss next to a fixed baseline."""
-    recipe = {k: v for k, v in recipe.items() if k not in ("inner_steps", "alpha", "schedule", "alpha_end")}
-    _, reference = fm.train_feature_meta(make_student(seed), teacher, data, seed=seed, alpha=0.0, adaptation=False,
-                                         **recipe)
+def retrain_panel(data, teacher, *, recipe, settings, seed, make_student, alpha=0.7, inner_steps=1,
+                  schedule="linear", alpha_end=0.1):
+    """ALPHA, INNER_STEPS and SCHEDULE (the alpha schedule) retrain a short FD run (INNER_STEPS = 0 switches
+    the adaptation phase off) and redraw alpha per epoch, test accuracy and the CE training loss next to a
+    fixed baseline. `recipe` goes to `fit`, `settings` to `FeatureMeta`."""
+    settings = {k: v for k, v in settings.items() if k not in ("inner_steps", "alpha", "alpha_schedule", "alpha_end")}
+    _, reference = train(make_student(seed), teacher, data, seed=seed, recipe=recipe,
+                         settings=dict(settings, alpha=0.0, adaptation=False))
 
     def compute(ALPHA, INNER_STEPS, SCHEDULE):
         start = time.perf_counter()
-        _, history = fm.train_feature_meta(make_student(seed), teacher, data, seed=seed, alpha=ALPHA,
-                                           schedule=SCHEDULE, alpha_end=alpha_end,
-                                           adaptation=INNER_STEPS > 0, inner_steps=max(INNER_STEPS, 1), **recipe)
+        _, history = train(make_student(seed), teacher, data, seed=seed, recipe=recipe,
+                           settings=dict(settings, alpha=ALPHA, alpha_schedule=SCHEDULE, alpha_end=alpha_end,
+                                         adaptation=INNER_STEPS > 0, inner_steps=max(INNER_STEPS, 1)))
         return {"alpha": ALPHA, "inner_steps": INNER_STEPS, "schedule": SCHEDULE,
                 "epochs": history.series("epoch"), "alphas": history.series("alpha"),
                 "test_acc": history.series("test_acc"), "ce": history.series("ce"),
@@ -272,74 +284,5 @@ def retrain_panel(data, teacher, *, recipe, seed, make_student, alpha=0.7, inner
                 f"retrained in {d['seconds']:.1f} s")
 
     return Panel(compute, draw, {"ALPHA": slider(alpha, 0.0, 1.0, 0.05), "INNER_STEPS": slider(inner_steps, 0, 3, 1),
-                                 "SCHEDULE": choice(schedule, fm.SCHEDULES)},
+                                 "SCHEDULE": choice(schedule, SCHEDULES)},
                  readout=readout, figsize=(11, 3))
-
-
-# -- the paper's pair (full profile) ----------------------------------------------------------------------
-class ResNetFeatures(nn.Module):
-    """A torchvision ResNet with the kit's feature contract: features = [layer1, layer2, layer3, layer4,
-    pooled], so `features[2]` is `layer3` (the paper's distillation source)."""
-
-    def __init__(self, resnet):
-        super().__init__()
-        self.net = resnet
-
-    def forward(self, x, return_features=False):
-        n = self.net
-        x = n.maxpool(n.relu(n.bn1(n.conv1(x))))
-        features = []
-        for layer in (n.layer1, n.layer2, n.layer3, n.layer4):
-            x = layer(x)
-            features.append(x)
-        pooled = torch.flatten(n.avgpool(x), 1)
-        features.append(pooled)
-        logits = n.fc(pooled)
-        return (logits, features) if return_features else logits
-
-
-class MobileNetV2Features(nn.Module):
-    """A torchvision MobileNetV2 with the kit's feature contract: features at strides 4, 8, 16, 32 and the
-    pooled vector; `features[2]` is the output of `features[:14]` (96 channels, stride 16)."""
-
-    BOUNDS = (0, 4, 7, 14, 19)
-
-    def __init__(self, mobilenet):
-        super().__init__()
-        self.net = mobilenet
-
-    def forward(self, x, return_features=False):
-        features = []
-        for start, stop in zip(self.BOUNDS, self.BOUNDS[1:]):
-            x = self.net.features[start:stop](x)
-            features.append(x)
-        pooled = torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
-        features.append(pooled)
-        logits = self.net.classifier(pooled)
-        return (logits, features) if return_features else logits
-
-
-def paper_student(num_classes=10, seed=0, device="cpu"):
-    """torchvision's MobileNetV2 (width 1.0), random initial weights from `seed`, with the feature contract."""
-    from torchvision import models
-
-    torch.manual_seed(seed)
-    return MobileNetV2Features(models.mobilenet_v2(weights=None, num_classes=num_classes)).to(device)
-
-
-def paper_teacher(num_classes=10, *, pretrained=True, log=print):
-    """torchvision's ResNet-101 with ImageNet weights (downloaded once) and a new `num_classes` head,
-    with the feature contract (`features[2]` is layer3)."""
-    from torchvision import models
-
-    weights = models.ResNet101_Weights.IMAGENET1K_V2 if pretrained else None
-    try:
-        resnet = models.resnet101(weights=weights)
-    except Exception as error:  # no internet, or a broken download
-        raise DatasetUnavailableError(
-            f"the ImageNet weights of ResNet-101 could not be downloaded ({type(error).__name__}: {error}); "
-            "run the full profile with internet access once (torchvision caches them), or use "
-            "pretrained=False, or the class profile, which needs no download") from error
-    resnet.fc = nn.Linear(resnet.fc.in_features, num_classes)
-    log(f"teacher ResNet-101 ({'ImageNet weights' if pretrained else 'random init'}) with a {num_classes}-way head")
-    return ResNetFeatures(resnet)

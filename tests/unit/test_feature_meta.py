@@ -1,8 +1,10 @@
 """kdlab.methods.feature_meta: the hybrid feature loss against hand-computed values, the alpha-squared
-switch, the alpha schedules, spatial matching, the adaptation phase run by `higher` (copy_initial_weights
-=False, a gradient reaches the initial weights, equal to its torch.func twin and to finite differences),
-the baseline equivalence, mixed precision, and one test per bad input."""
+switch, the alpha schedules (kdlab.alpha_schedule), spatial matching and the adapter (kdlab.models.adapter),
+the adaptation phase run by `higher` (copy_initial_weights=False, a gradient reaches the initial weights,
+equal to its torch.func twin), the baseline equivalence, mixed precision (kdlab.precision), and one test
+per bad input. The independent oracle, finite differences and the planted bugs: test_feature_meta_oracle.py."""
 import math
+import re
 import warnings
 
 import pytest
@@ -10,10 +12,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from kdlab.alpha_schedule import alpha_schedule
 from kdlab.data import DataSplits
 from kdlab.errors import ParameterError
 from kdlab.methods import feature_meta as fm
+from kdlab.methods.feature_meta import FeatureMeta
 from kdlab.models import SmallCNN
+from kdlab.models.adapter import attach_adapter, feature_shape, match_spatial, spatial_plan
+from kdlab.precision import Precision
 from kdlab.train import cross_entropy, fit
 
 with warnings.catch_warnings():
@@ -29,7 +35,7 @@ def pair(dtype=torch.float64, seed=0, student_width=2, teacher_width=4):
     teacher = SmallCNN(width=teacher_width).to(dtype).eval()
     student = SmallCNN(width=student_width).to(dtype)
     x = torch.randn(2, 1, 8, 8, dtype=dtype)
-    model = fm.attach_adapter(student, teacher, x, student_layer=2, teacher_layer=2)
+    model = attach_adapter(student, teacher, x, student_layer=2, teacher_layer=2)
     return teacher, model.train()
 
 
@@ -114,15 +120,17 @@ def test_total_loss_and_the_alpha_squared_switch(alpha_squared, mse_weight):
 def test_alpha_zero_is_plain_cross_entropy():
     teacher, model = pair()
     x, y, _ = batch(teacher)
-    out = fm.feature_meta_step(model, teacher, x, y, alpha=0.0, teacher_layer=2)
+    out = fm.objective(0.0)(model(x, return_features=True), y, None)
     assert set(out) == {"loss"}
     assert torch.equal(out["loss"], F.cross_entropy(model.student(x), y))
 
 
-def test_feature_meta_step_detaches_the_teacher_and_trains_the_adapter():
+def test_the_objective_reads_detached_teacher_features_and_trains_the_adapter():
     teacher, model = pair()
     x, y, _ = batch(teacher)
-    out = fm.feature_meta_step(model, teacher, x, y, alpha=0.7, teacher_layer=2)
+    f_t = fm.teacher_features(teacher, x, 2)
+    assert not f_t.requires_grad
+    out = fm.objective(0.7)(model(x, return_features=True), y, f_t)
     out["loss"].backward()
     assert all(p.grad is None for p in teacher.parameters())
     assert model.adapter.conv.weight.grad.abs().sum() > 0 and model.adapter.gain.grad.abs().sum() > 0
@@ -132,38 +140,27 @@ def test_feature_meta_step_detaches_the_teacher_and_trains_the_adapter():
 # ------------------------------------------------------------------------------ alpha schedules
 
 def test_schedule_values():
-    assert fm.alpha_schedule(4, alpha=0.7) == [0.7] * 4
-    assert fm.alpha_schedule(5, alpha=0.9, schedule="linear", alpha_end=0.1) == pytest.approx([0.9, 0.7, 0.5, 0.3, 0.1])
-    cosine = fm.alpha_schedule(5, alpha=0.9, schedule="cosine", alpha_end=0.1)
+    assert alpha_schedule(4, alpha=0.7) == [0.7] * 4
+    assert alpha_schedule(5, alpha=0.9, schedule="linear", alpha_end=0.1) == pytest.approx([0.9, 0.7, 0.5, 0.3, 0.1])
+    cosine = alpha_schedule(5, alpha=0.9, schedule="cosine", alpha_end=0.1)
     assert cosine[0] == pytest.approx(0.9) and cosine[2] == pytest.approx(0.5) and cosine[-1] == pytest.approx(0.1)
     assert cosine[1] == pytest.approx(0.1 + 0.8 * 0.5 * (1 + math.cos(math.pi / 4)))
-    assert fm.alpha_schedule(5, alpha=0.9, schedule="step", alpha_end=0.2) == [0.9, 0.9, 0.9, 0.2, 0.2]
-    assert fm.alpha_schedule(4, alpha=0.9, schedule="step", alpha_end=0.2) == [0.9, 0.9, 0.2, 0.2]
-    assert fm.alpha_schedule(1, alpha=0.6, schedule="linear", alpha_end=0.0) == [0.6]
-    assert fm.alpha_schedule(3, alpha=0.5, schedule=lambda e, n: 0.1 * e) == pytest.approx([0.0, 0.1, 0.2])
-
-
-def test_training_follows_the_schedule():
-    data = tiny_digits()
-    torch.manual_seed(0)
-    teacher = SmallCNN(width=4)
-    _, history = fm.train_feature_meta(SmallCNN(width=2), teacher, data, epochs=3, lr=0.05, batch_size=32,
-                                       alpha=0.9, schedule="linear", alpha_end=0.1, adaptation=False)
-    assert history.series("alpha") == pytest.approx([0.9, 0.5, 0.1])
-    assert len(history.series("test_acc")) == 3 and len(history.series("loss")) == 3
-    assert history.series("passes") == [2, 4, 6]
+    assert alpha_schedule(5, alpha=0.9, schedule="step", alpha_end=0.2) == [0.9, 0.9, 0.9, 0.2, 0.2]
+    assert alpha_schedule(4, alpha=0.9, schedule="step", alpha_end=0.2) == [0.9, 0.9, 0.2, 0.2]
+    assert alpha_schedule(1, alpha=0.6, schedule="linear", alpha_end=0.0) == [0.6]
+    assert alpha_schedule(3, alpha=0.5, schedule=lambda e, n: 0.1 * e) == pytest.approx([0.0, 0.1, 0.2])
 
 
 # ------------------------------------------------------------------------------ spatial sizes
 
 def test_spatial_matching_pools_upsamples_or_keeps():
     s = torch.arange(16.0).reshape(1, 1, 4, 4)
-    pooled = fm.match_spatial(s, (1, 2, 2))
+    pooled = match_spatial(s, (1, 2, 2))
     assert torch.equal(pooled, F.avg_pool2d(s, 2))
-    up = fm.match_spatial(s, (1, 8, 8))
+    up = match_spatial(s, (1, 8, 8))
     assert up.shape == (1, 1, 8, 8) and torch.equal(up[:, :, ::2, ::2], s)
-    assert fm.match_spatial(s, (7, 4, 4)) is s
-    assert fm.spatial_plan((8,), (64,)) == "same"
+    assert match_spatial(s, (7, 4, 4)) is s
+    assert spatial_plan((8,), (64,)) == "same"
 
 
 def test_adapter_maps_student_channels_to_teacher_channels():
@@ -237,30 +234,6 @@ def test_higher_and_torch_func_agree(first_order):
         assert float((a - b).abs().max()) < 1e-10
 
 
-def test_meta_gradient_matches_finite_differences():
-    teacher, model = pair()
-    x, y, f_t = batch(teacher)
-    support, query = fm.split_support_query(x, y, f_t)
-    params = list(model.parameters())
-    loss = fm.adaptation_loss(model, support, query, fm.objective(0.7), inner_steps=2, inner_lr=0.1)["loss"]
-    grads = torch.autograd.grad(loss, params)
-    g = torch.Generator().manual_seed(5)
-    direction = [torch.randn(p.shape, generator=g, dtype=p.dtype) for p in params]
-    analytic = sum(float((gr * d).sum()) for gr, d in zip(grads, direction))
-    eps, values = 1e-6, []
-    for sign in (1, -1):
-        with torch.no_grad():
-            for p, d in zip(params, direction):
-                p.add_(sign * eps * d)
-        values.append(float(fm.adaptation_loss(model, support, query, fm.objective(0.7), inner_steps=2,
-                                               inner_lr=0.1, engine="func")["loss"].detach()))
-        with torch.no_grad():
-            for p, d in zip(params, direction):
-                p.sub_(sign * eps * d)
-    numeric = (values[0] - values[1]) / (2 * eps)
-    assert abs(analytic - numeric) <= 1e-4 * abs(numeric)
-
-
 def test_the_phase_leaves_running_statistics_alone():
     teacher, model = pair()
     x, y, f_t = batch(teacher)
@@ -282,9 +255,10 @@ def test_adaptation_changes_training_and_zero_alpha_baseline_equals_fit():
     runs = {}
     for adaptation in (False, True):
         torch.manual_seed(7)
-        student, history = fm.train_feature_meta(SmallCNN(width=2), teacher, data, alpha=0.0,
-                                                 adaptation=adaptation, **recipe)
-        runs[adaptation] = (student, history)
+        method = FeatureMeta(SmallCNN(width=2), teacher, alpha=0.0, adaptation=adaptation)
+        history = fit(method, data, progress=False, **recipe)
+        runs[adaptation] = (method.student, history)
+        assert history.adapter is method.model.adapter and method.model.student is method.student
     base = runs[False][0].state_dict()
     assert all(torch.equal(v, reference.state_dict()[k]) for k, v in base.items())
     adapted = runs[True][0].state_dict()
@@ -297,23 +271,23 @@ def test_adaptation_changes_training_and_zero_alpha_baseline_equals_fit():
 def test_torchvision_wrappers_expose_layer3_and_the_stride_16_map():
     from torchvision import models
 
-    from kdlab.lessons.feature_meta import MobileNetV2Features, ResNetFeatures
+    from kdlab.models.torchvision_features import MobileNetV2Features, ResNetFeatures
 
     teacher = ResNetFeatures(models.resnet18(weights=None, num_classes=10))  # ResNet-101's layout, smaller
     student = MobileNetV2Features(models.mobilenet_v2(weights=None, num_classes=10))
     x = torch.randn(2, 3, 84, 84)
-    assert fm.feature_shape(teacher, x, 2) == (256, 6, 6)  # ResNet-101: (1024, 6, 6)
-    assert fm.feature_shape(student, x, 2) == (96, 6, 6)
-    model = fm.attach_adapter(student, teacher, x, student_layer=2, teacher_layer=2)
+    assert feature_shape(teacher, x, 2) == (256, 6, 6)  # ResNet-101: (1024, 6, 6)
+    assert feature_shape(student, x, 2) == (96, 6, 6)
+    model = attach_adapter(student, teacher, x, student_layer=2, teacher_layer=2)
     assert model.adapter.conv.in_channels == 96 and model.adapter.conv.out_channels == 256
     with pytest.raises(ParameterError, match="student_layer"):  # 11x11 against 6x6
-        fm.attach_adapter(student, teacher, x, student_layer=1, teacher_layer=2)
+        attach_adapter(student, teacher, x, student_layer=1, teacher_layer=2)
 
 
 # ------------------------------------------------------------------------------ mixed precision
 
 def test_mixed_precision_is_a_no_op_on_the_cpu():
-    precision = fm.Precision("cpu", amp=True)
+    precision = Precision("cpu", amp=True)
     assert precision.enabled is False and precision.scaler is None
     with precision.autocast():
         assert torch.mm(torch.ones(2, 2), torch.ones(2, 2)).dtype == torch.float32
@@ -324,8 +298,8 @@ def test_mixed_precision_on_cuda_trains():
     data = tiny_digits().to("cuda")
     torch.manual_seed(0)
     teacher = SmallCNN(width=4).cuda()
-    assert fm.Precision("cuda").enabled
-    _, history = fm.train_feature_meta(SmallCNN(width=2).cuda(), teacher, data, epochs=1, batch_size=16)
+    assert Precision("cuda").enabled
+    history = fit(FeatureMeta(SmallCNN(width=2).cuda(), teacher), data, epochs=1, batch_size=16, progress=False)
     assert math.isfinite(history.last["loss"]) and math.isfinite(history.last["meta_loss"])
 
 
@@ -337,7 +311,7 @@ def test_alpha_outside_zero_one_is_refused(alpha):
     with pytest.raises(ParameterError, match=r"ALPHA=.* is not allowed: ALPHA must be a number in \[0, 1\]"):
         fm.feature_distillation_loss(torch.zeros(2, 10), torch.zeros(2, dtype=torch.long), s, s, alpha)
     with pytest.raises(ParameterError, match="ALPHA"):
-        fm.alpha_schedule(3, alpha=alpha)
+        alpha_schedule(3, alpha=alpha)
 
 
 def test_alpha_outside_zero_one_is_refused_by_training_before_it_starts():
@@ -345,42 +319,53 @@ def test_alpha_outside_zero_one_is_refused_by_training_before_it_starts():
     student = SmallCNN(width=2)
     before = {k: v.clone() for k, v in student.state_dict().items()}
     with pytest.raises(ParameterError, match="ALPHA=1.2"):
-        fm.train_feature_meta(student, SmallCNN(width=4), data, epochs=1, alpha=1.2)
+        fit(FeatureMeta(student, SmallCNN(width=4), alpha=1.2), data, epochs=1)
     assert all(torch.equal(v, before[k]) for k, v in student.state_dict().items())
 
 
 def test_alpha_end_outside_zero_one_is_refused():
     with pytest.raises(ParameterError, match=r"ALPHA_END=-0.5 is not allowed: ALPHA_END must be a number in \[0, 1\]"):
-        fm.alpha_schedule(3, alpha=0.7, schedule="linear", alpha_end=-0.5)
+        alpha_schedule(3, alpha=0.7, schedule="linear", alpha_end=-0.5)
 
 
 def test_a_schedule_that_leaves_zero_one_is_refused():
     with pytest.raises(ParameterError, match=r"SCHEDULE=.*1\.2.* at epoch 3.*stay in \[0, 1\]"):
-        fm.alpha_schedule(4, alpha=0.7, schedule=lambda e, n: 0.6 * e)
+        alpha_schedule(4, alpha=0.7, schedule=lambda e, n: 0.6 * e)
 
 
 def test_an_unknown_schedule_or_a_missing_alpha_end_is_refused():
     with pytest.raises(ParameterError, match="SCHEDULE='exponential'"):
-        fm.alpha_schedule(3, alpha=0.7, schedule="exponential", alpha_end=0.1)
+        alpha_schedule(3, alpha=0.7, schedule="exponential", alpha_end=0.1)
     with pytest.raises(ParameterError, match="ALPHA_END=None"):
-        fm.alpha_schedule(3, alpha=0.7, schedule="cosine")
+        alpha_schedule(3, alpha=0.7, schedule="cosine")
 
 
 @pytest.mark.parametrize("student_shape, teacher_shape", [((8, 6, 6), (16, 4, 4)), ((8, 2, 2), (16, 3, 3)),
                                                           ((8, 4, 8), (16, 8, 4)), ((8,), (16, 4, 4))])
 def test_feature_maps_that_cannot_be_matched_are_refused(student_shape, teacher_shape):
     with pytest.raises(ParameterError, match="feature"):
-        fm.spatial_plan(student_shape, teacher_shape)
+        spatial_plan(student_shape, teacher_shape)
 
 
 def test_training_refuses_unmatchable_layers_before_it_starts():
     data = tiny_digits()
     with pytest.raises(ParameterError, match=r"student_layer=.*\(1, 3, 3\).*\(1, 2, 2\)"):
-        fm.train_feature_meta(Probe((1, 3, 3)), Probe((1, 2, 2)), data, epochs=1, student_layer=0, teacher_layer=0)
+        fit(FeatureMeta(Probe((1, 3, 3)), Probe((1, 2, 2)), student_layer=0, teacher_layer=0), data, epochs=1)
     with pytest.raises(ParameterError, match="student_layer"):
-        fm.train_feature_meta(SmallCNN(width=2), SmallCNN(width=4), data, epochs=1, student_layer=-1, teacher_layer=2)
+        fit(FeatureMeta(SmallCNN(width=2), SmallCNN(width=4), student_layer=-1, teacher_layer=2), data, epochs=1)
     with pytest.raises(ParameterError, match=r"teacher_layer=7 is not allowed: teacher_layer must be an index into"):
-        fm.train_feature_meta(SmallCNN(width=2), SmallCNN(width=4), data, epochs=1, teacher_layer=7)
+        fit(FeatureMeta(SmallCNN(width=2), SmallCNN(width=4), teacher_layer=7), data, epochs=1)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(engine="jax"), "engine='jax'"), (dict(alpha_squared=1), "ALPHA_SQUARED=1"),
+    (dict(meta_every=0), "META_EVERY=0"), (dict(inner_steps=1.5), "INNER_STEPS=1.5"),
+    (dict(inner_lr=0.0), "INNER_LR=0.0"), (dict(meta_lr=-1.0), "META_LR=-1.0"),
+    (dict(alpha_schedule="exponential", alpha_end=0.1), "SCHEDULE='exponential'"),
+    (dict(alpha_schedule="linear"), "ALPHA_END=None"), (dict(alpha_end=2.0, alpha_schedule="step"), "ALPHA_END=2.0")])
+def test_the_method_refuses_bad_settings_when_it_is_built(kwargs, message):
+    with pytest.raises(ParameterError, match=re.escape(message)):
+        FeatureMeta(SmallCNN(width=2), SmallCNN(width=4), **kwargs)
 
 
 def test_bad_engine_and_inner_steps_are_refused():
@@ -396,9 +381,9 @@ def test_bad_engine_and_inner_steps_are_refused():
 def test_epochs_to_reach_and_its_censoring():
     import numpy as np
 
-    from kdlab.lessons.feature_meta import epochs_to_reach
+    from kdlab.lessons.feature_meta import epochs_to_reach, first_epoch_reaching
 
-    assert fm.epochs_to_reach([50.0, 89.9, 90.0, 95.0], 90.0) == 3
-    assert math.isnan(fm.epochs_to_reach([50.0, 60.0], 90.0))
+    assert first_epoch_reaching([50.0, 89.9, 90.0, 95.0], 90.0) == 3
+    assert math.isnan(first_epoch_reaching([50.0, 60.0], 90.0))
     values, censored = epochs_to_reach(np.array([[50.0, 91.0, 92.0], [10.0, 20.0, 30.0]]), 90.0)
     assert values == [2, 4] and censored == 1
