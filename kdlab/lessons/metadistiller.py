@@ -1,7 +1,8 @@
 """Notebook 04 (MetaDistiller): experiments, figures and the panel.
 
 Every function is a pure function of its arguments and a seed, so the notebook, the slider and a sweep
-get the same numbers for the same settings. Methods by name:
+get the same numbers for the same settings. ALPHA weights the soft target (the paper's alpha, on the
+hard label, is 1 - ALPHA). Methods by name:
 
     "plain"    the backbone alone, cross-entropy (the paper's "baseline" column)
     "DSN"      exits with hard labels only                      (Table 4, "Hard Only")
@@ -10,6 +11,7 @@ get the same numbers for the same settings. Methods by name:
     "uniform"  MD's generator frozen at its start: uniform targets (our control, not in the paper)
     "KD"       a wide teacher trained first, then the plain backbone distilled from it (Table 3's pipeline)
 """
+import copy
 import math
 import time
 
@@ -17,11 +19,14 @@ import numpy as np
 import torch
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
+from .. import profiling
 from ..losses import entropy, soft_targets
-from ..methods.metadistiller import generated_targets, train_metadistiller
+from ..methods.kd import KD
+from ..methods.metadistiller import MetaDistiller, generator_step, network_losses
 from ..models import SmallCNN
+from ..models.label_generator import generated_targets
 from ..models.multi_exit import MultiExit, exit_accuracies
-from ..train import distill_from, fit
+from ..train import fit
 from ..viz import soft_target_bars
 from ..widgets import Panel, slider
 
@@ -41,26 +46,22 @@ def run_method(data, method, seed, *, recipe, alpha=0.5, temperature=1.0, meta_e
                width=16, head="pool", teacher=None, kd=None):
     """Train one method from seed `seed`; returns a dict of numbers (accuracies in %, seconds, entropies)
     and, under "model"/"generator"/"history", what was trained."""
-    recipe = dict(recipe)
     start = time.perf_counter()
     if method in ("plain", "KD"):
         torch.manual_seed(seed)
         model = SmallCNN(num_classes=data.num_classes, width=width, in_channels=data.input_shape[0])
         model = model.to(data.x_train.device)
-        objective = distill_from(teacher, **(kd or {})) if method == "KD" else None
-        history = fit(model, data, *([objective] if objective else []), seed=seed, progress=False,
+        history = fit(KD(model, teacher, **(kd or {})) if method == "KD" else model, data, seed=seed, progress=False,
                       eval_every=recipe["epochs"], **recipe)
         return {"final": history.last["test_acc"], "seconds": time.perf_counter() - start,
                 "model": model, "history": history}
     model = new_model(data, seed, width=width, head=head)
-    _, generator, history = train_metadistiller(
-        model, data, mode=MODES[method], seed=seed, alpha=alpha, temperature=temperature, meta_every=meta_every,
-        meta_lr=meta_lr, freeze_generator=method == "uniform", eval_every=recipe["epochs"], progress=False,
-        **recipe)
-    seconds = time.perf_counter() - start
+    md = MetaDistiller(model, mode=MODES[method], alpha=alpha, temperature=temperature, meta_every=meta_every,
+                       meta_lr=meta_lr, freeze_generator=method == "uniform")
+    history = fit(md, data, seed=seed, eval_every=recipe["epochs"], progress=False, **recipe)
+    seconds, generator = time.perf_counter() - start, md.generator
     accs = exit_accuracies(model, data.x_test, data.y_test)
-    out = {**accs, "seconds": seconds,
-           "meta_seconds": sum(r.get("meta_seconds", 0.0) for r in history.records),
+    out = {**accs, "seconds": seconds, "meta_seconds": sum(r.get("meta_seconds", 0.0) for r in history.records),
            "model": model, "generator": generator, "history": history}
     out.update(entropy_profile(model, generator, data.x_test, temperature))
     if generator is not None:
@@ -69,8 +70,7 @@ def run_method(data, method, seed, *, recipe, alpha=0.5, temperature=1.0, meta_e
 
 
 def ablation_seed(data, seed, methods, **kwargs):
-    """Every method in `methods` from the same seed; a flat dict "method/metric" -> number for
-    `stats.over_seeds`."""
+    """Every method in `methods` from the same seed: a flat dict "method/metric" -> number (`stats.over_seeds`)."""
     row = {}
     for method in methods:
         result = run_method(data, method, seed, **kwargs)
@@ -85,9 +85,8 @@ def column(results, method, metric):
 # -- Figure 3: how soft are the targets? ------------------------------------------------------------
 @torch.no_grad()
 def entropy_profile(model, generator, x, temperature=1.0):
-    """Mean entropy (nats) over `x` of: each exit's own prediction ("H_exit{k}", "H_final"), and each
-    generated target T_k ("H_T{k}", MD only). SD's soft target is the final output, so its entropy is
-    "H_final"."""
+    """Mean entropy (nats) over `x` of each exit's prediction ("H_exit{k}", "H_final": SD's soft target) and
+    of each generated target T_k ("H_T{k}", MD only)."""
     out = {}
     if generator is not None:
         targets, outputs = generated_targets(model, generator, x)
@@ -127,18 +126,14 @@ def feature_overlap(model, x, k):
     model.eval()
     _, maps = model(x, all_exits=True, return_features=True)
     model.train(was_training)
-    h = torch.nn.functional.normalize(model.exits[k - 1].body(maps[k - 1]), dim=1)
-    n = len(h)
+    h, n = torch.nn.functional.normalize(model.exits[k - 1].body(maps[k - 1]), dim=1), len(x)
     return float(((h @ h.T).sum() - n) / (n * n - n))
 
 
 def step_costs(model, generator, data, *, batch_size=64, repeats=10, alpha=0.5, temperature=1.0, lr=0.05):
-    """Milliseconds per network step (DSN and MD objectives, forward + backward + SGD) and per generator
-    step (Eqs. 6-8), on copies, so `model` and `generator` are left as they were."""
-    import copy
-
-    from ..methods.metadistiller import generator_step, network_losses
-
+    """`kdlab.profiling.StepCost` (median seconds, peak bytes) of a network step (DSN and MD objectives,
+    forward + backward + SGD) and of a generator step (Eqs. 6-8), on copies: `model` and `generator` are
+    left as they were."""
     net, gen = copy.deepcopy(model).train(), copy.deepcopy(generator).train()
     opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
     gen_opt = torch.optim.Adam(gen.parameters(), lr=1e-3)
@@ -151,29 +146,10 @@ def step_costs(model, generator, data, *, batch_size=64, repeats=10, alpha=0.5, 
         losses["loss"].backward()
         opt.step()
 
-    timings = {}
-    for name, step in (("network step (DSN)", lambda: network("dsn")), ("network step (MD)", lambda: network("md")),
-                       ("generator step", lambda: generator_step(net, gen, gen_opt, (x, y), (x2, y2), lr=lr,
-                                                                 alpha=alpha, temperature=temperature))):
-        step()  # warm-up
-        start = time.perf_counter()
-        for _ in range(repeats):
-            step()
-        timings[name] = 1000 * (time.perf_counter() - start) / repeats
-    return timings
-
-
-def verdict(diff, what):
-    """One sentence from a paired difference: its interval, and whether 0 is inside it."""
-    if not math.isfinite(diff.half_width):
-        return f"{what}: {diff} (too few seeds for an interval)"
-    if diff.low > 0:
-        word = "better, the interval excludes 0"
-    elif diff.high < 0:
-        word = "worse, the interval excludes 0"
-    else:
-        word = "within seed noise, the interval contains 0"
-    return f"{what}: {diff}: {word}"
+    steps = {"network step (DSN)": lambda: network("dsn"), "network step (MD)": lambda: network("md"),
+             "generator step": lambda: generator_step(net, gen, gen_opt, (x, y), (x2, y2), lr=lr, alpha=alpha,
+                                                      temperature=temperature)}
+    return {name: profiling.step_cost(step, repeats=repeats, device=x.device) for name, step in steps.items()}
 
 
 def plot_entropy_bars(ax, values, errors=None, *, num_classes=10, title=None):
@@ -186,8 +162,7 @@ def plot_entropy_bars(ax, values, errors=None, *, num_classes=10, title=None):
     ax.set_xticks(range(len(labels)), labels, fontsize=8)
     ax.set_ylabel("mean entropy (nats)")
     ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title, fontsize=10)
+    ax.set_title(title or "", fontsize=10)
 
 
 @torch.no_grad()
@@ -218,8 +193,7 @@ def exit_bars(ax, accuracies, title=None):
     ax.set_ylim(max(0, low - 5), 100)
     ax.set_ylabel("test accuracy (%)")
     ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title, fontsize=10)
+    ax.set_title(title or "", fontsize=10)
 
 
 def plot_exit_curves(ax, history, num_exits, title=None):
@@ -232,8 +206,7 @@ def plot_exit_curves(ax, history, num_exits, title=None):
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy (%)")
     ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title, fontsize=10)
+    ax.set_title(title or "", fontsize=10)
 
 
 def _box(ax, xy, text, color, width=1.5, height=0.55):
@@ -258,14 +231,12 @@ def draw_top_down(ax, num_stages=3):
     _arrow(ax, (0, -0.82), (0, ys[1] - 0.28))
     for k in range(1, K + 1):
         _box(ax, (0, ys[k]), f"stage {k}\n$F_{k}$", grey)
-        if k < K:
-            _arrow(ax, (0, ys[k] + 0.28), (0, ys[k + 1] - 0.28))
-            _box(ax, (-2.2, ys[k]), f"exit {k}\n$S_{k}$", blue, width=1.2)
-            _arrow(ax, (-0.75, ys[k]), (-1.6, ys[k]))
-        # lateral 1x1 conv
-        _box(ax, (2.3, ys[k]), "conv 1x1", yellow, width=1.2)
+        _box(ax, (-2.2, ys[k]), f"exit {k}\n$S_{k}$" if k < K else f"final\n$S_{k}$", blue, width=1.2)
+        _arrow(ax, (-0.75, ys[k]), (-1.6, ys[k]))
+        _box(ax, (2.3, ys[k]), "conv 1x1", yellow, width=1.2)   # the lateral 1x1 conv
         _arrow(ax, (0.75, ys[k]), (1.7, ys[k]))
         if k < K:
+            _arrow(ax, (0, ys[k] + 0.28), (0, ys[k + 1] - 0.28))
             ax.text(3.6, ys[k], "+", ha="center", va="center", fontsize=14)
             _arrow(ax, (2.9, ys[k]), (3.45, ys[k]))
             _box(ax, (5.0, ys[k]), "conv 3x3\n" + rf"$\hat F_{k}$", yellow, width=1.3)
@@ -277,8 +248,6 @@ def draw_top_down(ax, num_stages=3):
         else:
             _box(ax, (5.0, ys[k]), rf"$\hat F_{k}$", yellow, width=1.3)
             _arrow(ax, (2.9, ys[k]), (4.35, ys[k]))
-            _box(ax, (-2.2, ys[k]), f"final\n$S_{k}$", blue, width=1.2)
-            _arrow(ax, (-0.75, ys[k]), (-1.6, ys[k]))
     for k in range(K, 1, -1):  # the top-down path: upsample F^_k into stage k-1's sum
         _arrow(ax, (4.7, ys[k] - 0.3), (3.65, ys[k - 1] + 0.18), color="C1")
         ax.text(4.45, (ys[k] + ys[k - 1]) / 2, "bilinear\nupsample", fontsize=7, color="C1", va="center")

@@ -3,128 +3,58 @@
 B. Liu, Y. Rao, J. Lu, J. Zhou, C.-J. Hsieh. "MetaDistiller: Network Self-Boosting via Meta-Learned
 Top-Down Distillation." ECCV 2020. No public code exists; this is a reconstruction from the paper text.
 
-A network split into K stages has an exit S_k after each stage (`kdlab.models.multi_exit.MultiExit`).
-Every exit learns from the hard label, and the K-1 shallower ones also from a soft target T_k (Eqs. 3-4):
+A network split into K stages has an exit S_k after each (`kdlab.models.multi_exit.MultiExit`); every exit
+learns from the label, the K-1 shallower ones also from a soft target T_k (Eqs. 3-4):
 
     L_S = CE(y, S_K) + sum_{k<K} L_k                                                    (3)
-    L_k = alpha * CE(y, S_k) + (1 - alpha) * tau^2 * KL(T_k || S_k)                     (4)
+    L_k = (1 - alpha) * CE(y, S_k) + alpha * tau^2 * KL(T_k || S_k)                     (4)
 
-(paper: alpha = 0.5, tau = 1). Where T_k comes from is the only difference between the three methods
-of the paper's ablation (Table 4), the `mode` switch here:
+alpha weights the distillation term, as everywhere in the kit; the paper's alpha weights CE: alpha_paper =
+1 - alpha (paper: 0.5, tau = 1). The rows of the ablation (Table 4) differ only in T_k, `mode` here:
 
     "dsn"  deeply-supervised net: no soft target, L_k = CE(y, S_k)             ("Hard Only")
     "sd"   self-distillation (BYOT): T_k = S_K, the final output             ("Hard + Simple Soft")
-    "md"   MetaDistiller: T_k = G_k(F_k, ..., F_K) from the label generator   ("Hard + Better Soft")
+    "md"   MetaDistiller: T_k = softmax(u_k / tau), u_k from the label generator ("Hard + Better Soft")
 
-The label generator fuses the stage feature maps F_k top-down, like a feature pyramid (Eq. 5):
-
-    F^_K = conv1x1(F_K)
-    F^_k = conv3x3( Upsample(F^_{k+1}) + conv1x1(F_k) ),   k = K-1, ..., 1                (5)
-
-(bilinear upsampling to F_k's actual size, so odd sizes and stages that keep the resolution work),
-and a bottleneck head per exit turns F^_k into soft-target logits u_k; T_k = softmax(u_k / tau).
-
-The generator's parameters theta_g are learned by a one-step look-ahead (Eqs. 6-8), every M epochs
-(Algorithm 1, paper: M = 5), on two random halves D_train, D_test of the training set:
+The label generator (`kdlab.models.label_generator`) fuses the stage maps top-down (Eq. 5); its theta_g
+is learned every M epochs (Algorithm 1, paper: M = 5) by a one-step look-ahead (Eqs. 6-8) on two random
+halves D_train, D_test of the training set, zeta the network's current lr, Adam on theta_g:
 
     theta_s^+ = theta_s - zeta * grad_{theta_s} L_S(X_train; theta_s, T(theta_g))        (7)
     grad_g    = grad_{theta_g} CE(Y_test, S(X_test; theta_s^+))                          (8)
 
-with zeta the network's current learning rate; theta_g is updated by Adam, theta_s^+ is thrown away.
-
 Detached / second order:
-  - the network step: T_k detached (labels for the network; the generator is trained only by Eq. 8);
-    SD's T_k = S_K is detached too, so the final classifier is not pulled towards its own exits;
-  - the generator always reads the stage maps detached: they are its input, not something it trains;
-  - the look-ahead: T_k attached to theta_g, inner gradient with create_graph=True. grad_g is a mixed
-    second derivative -zeta * d^2 L_S / (d theta_g d theta_s) . grad_{theta_s^+} L_test: with a first-order
-    look-ahead it is exactly zero (theta_g enters only the inner loss);
-  - the look-ahead runs on `kdlab.meta.forward` with batch statistics and never writes the network's
-    parameters or BatchNorm buffers.
+  - network step: T_k detached (labels; the generator learns only from Eq. 8), SD's T_k = S_K too;
+  - the generator reads the stage maps detached: they are its input, not something it trains;
+  - look-ahead: T_k attached, create_graph=True: grad_g = -zeta d^2 L_S / (d theta_g d theta_s) . grad L_test
+    is a mixed second derivative, zero if first order; `kdlab.meta.forward` (batch statistics) writes
+    nothing of the network (parameters, BatchNorm buffers); theta_s^+ is thrown away.
 
-Choices the paper leaves open, made explicit here:
-  - the width of the fused maps (default: half the last stage's channels);
-  - the generator's heads are BYOT bottlenecks with BatchNorm whatever kind of exit the network has
-    ("an additional bottleneck module"); with pooling heads on the un-normalised fused maps the targets
-    collapsed to one class within a few Adam steps in our digits runs;
-  - the heads' last linear layers start at zero, so an untrained generator gives uniform targets;
-  - which exits the meta loss scores (`meta_exits="all"`: CE summed over every exit, or "final");
-  - one generator step after every network step of a meta epoch (Algorithm 1's loop), the two halves
-    drawn once per meta epoch, the meta epochs being 1, 1 + M, 1 + 2M, ...
+Deviations and open choices: alpha on the KL term (= 1 - alpha_paper); the generator's width, heads and
+zero init (`kdlab.models.label_generator`); the meta loss scores every exit (`meta_exits`: "all" or
+"final"); one generator step after every network step of a meta epoch (epochs 1, 1 + M, ...; the halves
+drawn once per meta epoch); the generator's Adam keeps its learning rate (only the network's is scheduled).
 """
 import math
-import numbers
 import time
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import config, meta
-from ..data.batching import batches
 from ..errors import ParameterError, TrainingDivergedError
 from ..losses import entropy, kd_loss, soft_targets
-from ..models.multi_exit import ExitHead, MultiExit, exit_accuracies, reduction
-from ..train import History, check_finite, make_optimizer, progress_bar, scheduled_lr
-
-MODES = ("dsn", "sd", "md")
-META_EXITS = ("all", "final")
-
-
-# ------------------------------------------------------------------------------------ Eq. (5)
-class LabelGenerator(nn.Module):
-    """Top-down fusion of the stage maps F_1..F_K (Eq. 5) and one bottleneck head per shallower exit."""
-
-    def __init__(self, stage_shapes, num_classes, *, width=None, head="bottleneck", batch_norm=True):
-        super().__init__()
-        channels = [shape[0] for shape in stage_shapes]
-        if len(channels) < 2:
-            raise ParameterError("stage_shapes", stage_shapes, "the (C, H, W) of at least 2 stages")
-        width = max(1, channels[-1] // 2) if width is None else width
-        if not (isinstance(width, numbers.Integral) and not isinstance(width, bool) and width >= 1):
-            raise ParameterError("width", width, "an integer >= 1 (the channels of the fused maps)")
-        last_channels = stage_shapes[-1][0]
-        self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in channels)        # conv1x1(F_k)
-        self.smooth = nn.ModuleList(nn.Conv2d(width, width, 3, padding=1) for _ in channels[:-1])  # conv3x3
-        self.heads = nn.ModuleList(
-            ExitHead(width, num_classes, kind=head, out_channels=last_channels,
-                     factor=reduction(shape, stage_shapes[-1]), batch_norm=batch_norm)
-            for shape in stage_shapes[:-1])
-        for head_k in self.heads:  # an untrained generator gives uniform targets, not confident random ones
-            nn.init.zeros_(head_k.classifier.weight)
-            nn.init.zeros_(head_k.classifier.bias)
-
-    @classmethod
-    def for_model(cls, model, width=None, head="bottleneck"):
-        """A generator for a MultiExit's stages, on the model's device and dtype."""
-        reference = next(model.parameters())
-        return cls(model.stage_shapes, model.num_classes, width=width, head=head).to(reference.device,
-                                                                                     reference.dtype)
-
-    def fuse(self, maps):
-        """[F^_1, ..., F^_K] from [F_1, ..., F_K] (Eq. 5)."""
-        fused = [None] * len(maps)
-        fused[-1] = self.lateral[-1](maps[-1])                   # the last stage: only the 1x1 conv
-        for k in range(len(maps) - 2, -1, -1):
-            upsampled = F.interpolate(fused[k + 1], size=maps[k].shape[-2:], mode="bilinear",
-                                      align_corners=False)
-            fused[k] = self.smooth[k](upsampled + self.lateral[k](maps[k]))
-        return fused
-
-    def forward(self, maps):
-        """Soft-target logits [u_1, ..., u_{K-1}]; T_k = softmax(u_k / tau)."""
-        fused = self.fuse(maps)
-        return [head(f) for head, f in zip(self.heads, fused[:-1])]
+from ..models.label_generator import LabelGenerator
+from ..models.multi_exit import MultiExit, exit_accuracies
+from .base import Method
 
 
 # ------------------------------------------------------------------------------- Eqs. (3)-(4)
 def exit_losses(outputs, labels, targets, *, alpha=0.5, temperature=1.0):
-    """Eq. (3)-(4) with named terms. `outputs` = [S_1, ..., S_K] logits; `targets` = K-1 soft-target
-    logits, or None for hard labels only (DSN: L_k = CE). Targets are used as given (detach them first
-    unless the generator is being taught)."""
-    ce_final = F.cross_entropy(outputs[-1], labels)
+    """Eqs. (3)-(4), named terms. `outputs` = [S_1, ..., S_K]; `targets` = K-1 soft-target logits used as
+    given (detach them unless the generator is being taught), or None for hard labels only (DSN)."""
+    total = ce_final = F.cross_entropy(outputs[-1], labels)
     terms = {"ce_final": ce_final}
-    total = ce_final
     for k, s_k in enumerate(outputs[:-1], start=1):
         ce = F.cross_entropy(s_k, labels)
         terms[f"ce_exit{k}"] = ce
@@ -133,28 +63,19 @@ def exit_losses(outputs, labels, targets, *, alpha=0.5, temperature=1.0):
         else:
             kd = kd_loss(s_k, targets[k - 1], temperature)
             terms[f"kd_exit{k}"] = kd
-            total = total + alpha * ce + (1 - alpha) * kd
+            total = total + (1 - alpha) * ce + alpha * kd
     return {"loss": total, **terms}
 
 
-def check_mode(mode):
-    if mode not in MODES:
-        raise ParameterError("mode", mode, "one of 'dsn' (hard labels only), 'sd' (the final output as "
-                                           "every exit's soft target), 'md' (generated soft targets)")
-    return mode
-
-
-def check_meta_every(meta_every):
-    if not (isinstance(meta_every, numbers.Integral) and not isinstance(meta_every, bool) and meta_every >= 1):
-        raise ParameterError("meta_every", meta_every,
-                             "an integer >= 1 (M: the label generator is trained every M epochs)")
-    return int(meta_every)
+def generator_input(maps):
+    """What the label generator reads: the stage maps, detached (its input, not something it trains)."""
+    return [m.detach() for m in maps]
 
 
 def soft_targets_for(mode, outputs, maps, generator=None):
-    """The soft-target logits each mode gives the K-1 shallower exits, detached: None (DSN),
-    the final output K-1 times (SD), or the generator's u_k (MD)."""
-    check_mode(mode)
+    """The soft-target logits each mode gives the K-1 shallower exits in the network step, detached:
+    None (DSN), the final output K-1 times (SD), or the generator's u_k (MD)."""
+    config.check("mode", mode)
     if mode == "dsn":
         return None
     if mode == "sd":
@@ -162,7 +83,7 @@ def soft_targets_for(mode, outputs, maps, generator=None):
     if generator is None:
         raise ParameterError("generator", None, "a LabelGenerator when mode='md'")
     with torch.no_grad():
-        return [u.detach() for u in generator([m.detach() for m in maps])]
+        return [u.detach() for u in generator(generator_input(maps))]
 
 
 def network_losses(model, generator, x, y, *, mode="md", alpha=0.5, temperature=1.0):
@@ -177,180 +98,153 @@ def network_losses(model, generator, x, y, *, mode="md", alpha=0.5, temperature=
 
 
 # ------------------------------------------------------------------------------- Eqs. (6)-(8)
+def lookahead_targets(generator, maps):
+    """The generated targets inside the look-ahead: attached to theta_g (the meta-gradient's only path)."""
+    return generator(generator_input(maps))
+
+
+def lookahead_step(model, params, inner, lr, first_order=False):
+    """Eq. (7): theta_s^+ = theta_s - zeta * grad L_S, the inner gradient kept in the graph."""
+    return meta.lookahead(model, params, inner, lr, create_graph=not first_order)
+
+
+def heldout_loss(outputs, labels, meta_exits="all"):
+    """Eq. (8)'s L^test at theta_s^+: CE summed over the scored exits (every exit, or the final one)."""
+    scored = outputs if meta_exits == "all" else outputs[-1:]
+    return sum(F.cross_entropy(o, labels) for o in scored)
+
+
 def lookahead_objective(model, generator, train_batch, test_batch, *, lr, alpha=0.5, temperature=1.0,
                         meta_exits="all", params=None, first_order=False):
-    """L_test(theta_s^+(theta_g)) of Eq. (8), differentiable with respect to the generator's parameters.
-
-    Returns (meta_loss, lookahead_loss). The inner loss is Eq. (3) with the generated targets attached;
-    the look-ahead step (Eq. 7) keeps its graph; the meta loss is the CE of the chosen exits on the
-    test batch at theta_s^+. `first_order=True` detaches the inner gradient: the meta loss then no
-    longer depends on theta_g at all (shown in the notebook; never used for training).
-    """
-    if meta_exits not in META_EXITS:
-        raise ParameterError("meta_exits", meta_exits, "'all' (CE summed over every exit) or 'final'")
+    """(L_test(theta_s^+(theta_g)) of Eq. (8), the inner loss). `first_order=True` detaches the inner gradient:
+    the meta loss then no longer depends on theta_g at all (shown in the notebook; never used for training)."""
+    config.check("meta_exits", meta_exits)
     params = meta.params_of(model) if params is None else params
-    x_train, y_train = train_batch
+    (x_train, y_train), (x_test, y_test) = train_batch, test_batch
     outputs, maps = meta.forward(model, params, x_train, all_exits=True, return_features=True)
-    targets = generator([m.detach() for m in maps])                              # attached to theta_g
+    targets = lookahead_targets(generator, maps)
     inner = exit_losses(outputs, y_train, targets, alpha=alpha, temperature=temperature)["loss"]
-    fast = meta.lookahead(model, params, inner, lr, create_graph=not first_order)  # Eq. (7)
-    x_test, y_test = test_batch
-    test_outputs = meta.forward(model, fast, x_test, all_exits=True)
-    scored = test_outputs if meta_exits == "all" else test_outputs[-1:]
-    meta_loss = sum(F.cross_entropy(o, y_test) for o in scored)                  # Eq. (8)
-    return meta_loss, inner
+    fast = lookahead_step(model, params, inner, lr, first_order)
+    return heldout_loss(meta.forward(model, fast, x_test, all_exits=True), y_test, meta_exits), inner
+
+
+def meta_gradient(meta_loss, generator):
+    """grad_g of Eq. (8); a generator tensor the meta loss does not reach gets zeros (meta_grad_norm 0)."""
+    grads = torch.autograd.grad(meta_loss, list(generator.parameters()), allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(generator.parameters(), grads)]
 
 
 def generator_step(model, generator, optimizer, train_batch, test_batch, *, lr, alpha=0.5, temperature=1.0,
                    meta_exits="all"):
-    """One label-generator update (Algorithm 1, lines 10-19); returns a dict of named terms.
-
-    Only the generator's .grad is written: the network's parameters, gradients and buffers are untouched.
-    """
+    """One label-generator update (Algorithm 1, lines 10-19): only the generator's .grad and weights change."""
     meta_loss, inner = lookahead_objective(model, generator, train_batch, test_batch, lr=lr, alpha=alpha,
                                            temperature=temperature, meta_exits=meta_exits)
-    params = list(generator.parameters())
-    grads = torch.autograd.grad(meta_loss, params)
+    grads = meta_gradient(meta_loss, generator)
     optimizer.zero_grad(set_to_none=True)
-    for p, g in zip(params, grads):
+    for p, g in zip(generator.parameters(), grads):
         p.grad = g
     optimizer.step()
-    grad_norm = torch.sqrt(sum((g.detach() ** 2).sum() for g in grads))
-    return {"meta_loss": meta_loss.detach(), "lookahead_loss": inner.detach(), "meta_grad_norm": grad_norm}
-
-
-@torch.no_grad()
-def generated_targets(model, generator, x, batch_size=1024):
-    """The generator's soft-target logits [u_1, ..., u_{K-1}] and the exits' logits [S_1, ..., S_K] for
-    inputs `x`, both in eval mode (running statistics); modes are restored."""
-    modes = model.training, generator.training
-    model.eval()
-    generator.eval()
-    us, ss = [], []
-    for start in range(0, len(x), batch_size):
-        outputs, maps = model(x[start:start + batch_size], all_exits=True, return_features=True)
-        us.append(generator(maps))
-        ss.append(outputs)
-    model.train(modes[0])
-    generator.train(modes[1])
-    return [torch.cat(t) for t in zip(*us)], [torch.cat(t) for t in zip(*ss)]
+    return {"meta_loss": meta_loss.detach(), "lookahead_loss": inner.detach(),
+            "meta_grad_norm": torch.sqrt(sum((g.detach() ** 2).sum() for g in grads))}
 
 
 # ------------------------------------------------------------------------------- Algorithm 1
-def _draw(x, y, indices, batch_size, generator):
-    pick = indices[torch.randint(len(indices), (min(batch_size, len(indices)),), generator=generator)]
-    pick = pick.to(x.device)
-    return x[pick], y[pick]
+def split_halves(num_train, rng):
+    """Algorithm 1, line 10: two disjoint random halves (D_train, D_test) of the training set's rows."""
+    shuffled = torch.randperm(num_train, generator=rng)
+    return shuffled[: num_train // 2], shuffled[num_train // 2:]
 
 
-def train_metadistiller(model, data, *, epochs, lr=0.05, batch_size=64, alpha=0.5, temperature=1.0,
-                        meta_every=5, mode="md", seed=0, meta_lr=1e-3, generator=None, generator_width=None,
-                        meta_exits="all", freeze_generator=False, optimizer="sgd", momentum=0.9, weight_decay=5e-4,
-                        schedule="cosine", augment=None, eval_every=1, callbacks=(), progress=None):
-    """Train a MultiExit `model` on `data` (a DataSplits) with DSN, SD or MetaDistiller (`mode`).
+def meta_batches(x, y, halves, batch_size, rng):
+    """A batch of D_train for the look-ahead (Eq. 7), then one of D_test for the meta loss (Eq. 8)."""
+    picks = [rows[torch.randint(len(rows), (min(batch_size, len(rows)),), generator=rng)].to(x.device)
+             for rows in halves]
+    return [(x[pick], y[pick]) for pick in picks]
 
-    Returns (model, generator, History); the generator is None for "dsn" and "sd". With the same
-    `seed` the three modes see the same batches (and the model passed in fixes the initial weights), so
-    they can be compared seed by seed. In MD every `meta_every`-th epoch (epochs 1, 1 + M, ...) splits the
-    training set into two random halves and follows each network step with one generator step (Eqs. 6-8).
-    `freeze_generator=True` skips those steps: the generator keeps its initial, uniform targets (a control
-    that separates what meta-learning adds from what high-entropy soft targets do by themselves).
-    `schedule` is "cosine", "constant" or a function epoch -> learning-rate factor (the paper's steps:
-    `lambda e: 0.1 ** ((e >= 80) + (e >= 140))`).
 
-    Each History record holds the epoch's mean of every named term, "meta_loss" and "meta_seconds" in
-    meta epochs, "seconds", and (every `eval_every` epochs and at the end) "test_acc" (final output),
-    "test_acc_exit{k}", "test_acc_ensemble" and "train_acc".
-    """
-    if not isinstance(model, MultiExit):
-        raise ParameterError("model", type(model).__name__, "a kdlab.models.multi_exit.MultiExit")
-    mode = check_mode(mode)
-    meta_every = check_meta_every(meta_every)
-    config.check("EPOCHS", epochs)
-    config.check("LR", lr)
-    config.check("BATCH_SIZE", batch_size)
-    config.check("ALPHA", alpha)
-    config.check("TEMPERATURE", temperature)
-    config.check("META_LR", meta_lr)
-    if not (isinstance(eval_every, numbers.Integral) and eval_every >= 1):
-        raise ParameterError("eval_every", eval_every, "an integer >= 1")
-    if mode == "md" and generator is None:
-        with torch.random.fork_rng(devices=[]):   # the generator's init leaves the caller's RNG alone
-            torch.manual_seed(seed + 7919)
-            generator = LabelGenerator.for_model(model, width=generator_width)
-    if mode != "md":
-        generator = None
-    opt = make_optimizer(model.parameters(), optimizer, lr, momentum, weight_decay)
-    gen_opt = torch.optim.Adam(generator.parameters(), lr=meta_lr) if generator is not None else None
-    order = torch.Generator().manual_seed(seed)
-    meta_rng = torch.Generator().manual_seed(seed + 104_729)
-    history, bar = History(), progress_bar(epochs, progress)
-    model.train()
-    if generator is not None:
-        generator.train()
-    try:
-        for epoch in range(epochs):
-            epoch_lr = lr * schedule(epoch) if callable(schedule) else scheduled_lr(lr, schedule, epoch, epochs)
-            for group in opt.param_groups:
-                group["lr"] = epoch_lr
-            meta_epoch = generator is not None and not freeze_generator and epoch % meta_every == 0
-            if meta_epoch:  # Algorithm 1, line 10: two disjoint random halves of the training set
-                shuffled = torch.randperm(data.num_train, generator=meta_rng)
-                half_train, half_test = shuffled[: data.num_train // 2], shuffled[data.num_train // 2:]
-            start, sums, count, meta_sums, meta_seconds = time.perf_counter(), {}, 0, {}, 0.0
-            for step, (xb, yb) in enumerate(batches(data.x_train, data.y_train, batch_size, generator=order)):
-                if augment is not None:
-                    xb = augment(xb, order)
-                losses = network_losses(model, generator, xb, yb, mode=mode, alpha=alpha, temperature=temperature)
-                check_finite(losses, epoch, step, epoch_lr)
-                opt.zero_grad(set_to_none=True)
-                losses["loss"].backward()
-                opt.step()
-                for name, value in losses.items():
-                    sums[name] = sums.get(name, 0.0) + float(value.detach()) * len(xb)
-                count += len(xb)
-                if meta_epoch:
-                    meta_start = time.perf_counter()
-                    train_batch = _draw(data.x_train, data.y_train, half_train, batch_size, meta_rng)
-                    test_batch = _draw(data.x_train, data.y_train, half_test, batch_size, meta_rng)
-                    if augment is not None:
-                        train_batch = (augment(train_batch[0], meta_rng), train_batch[1])
-                        test_batch = (augment(test_batch[0], meta_rng), test_batch[1])
-                    terms = generator_step(model, generator, gen_opt, train_batch, test_batch, lr=epoch_lr,
-                                           alpha=alpha, temperature=temperature, meta_exits=meta_exits)
-                    for name, value in terms.items():
-                        meta_sums[name] = meta_sums.get(name, 0.0) + float(value)
-                    meta_seconds += time.perf_counter() - meta_start
-            record = {"epoch": epoch + 1, "lr": epoch_lr, "seconds": time.perf_counter() - start,
-                      "meta_epoch": meta_epoch}
-            record.update({name: total / count for name, total in sums.items()})
-            if meta_epoch:
-                record.update({name: total / (step + 1) for name, total in meta_sums.items()})
-                record["meta_seconds"] = meta_seconds
-                if not math.isfinite(record["meta_loss"]):
-                    raise TrainingDivergedError(
-                        f"the generator's meta loss became {record['meta_loss']} at epoch {epoch + 1}. "
-                        f"Try a smaller meta_lr (now {meta_lr:g}) or lr (now {epoch_lr:g}).")
-            if (epoch + 1) % eval_every == 0 or epoch + 1 == epochs:
-                accs = exit_accuracies(model, data.x_test, data.y_test)
-                record["test_acc"] = accs.pop("final")
-                record["test_acc_ensemble"] = accs.pop("ensemble")
-                record.update({f"test_acc_{name}": value for name, value in accs.items()})
-                record["train_acc"] = exit_accuracies(model, data.x_train, data.y_train)["final"]
-            history.append(record)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{record['loss']:.3f}", test_acc=f"{record.get('test_acc', math.nan):.1f}")
-            if any(callback(history, model) for callback in callbacks):
-                break
-    except KeyboardInterrupt:
-        history.interrupted = True
-        print(f"kdlab: training interrupted after {history.epochs_done} epochs; the model, generator and "
-              "history are usable.")
-    finally:
-        if bar is not None:
-            bar.close()
-        model.eval()
-        if generator is not None:
-            generator.eval()
-    return model, generator, history
+class MetaDistiller(Method):
+    """DSN, SD or MD (`mode`) on a MultiExit: `fit(MetaDistiller(net), data, ...)`; same seed, same batches in
+    every mode. `freeze_generator=True` skips the generator steps (uniform targets: a control)."""
+
+    name = "metadistiller"
+    card = {"paper": "Liu et al., MetaDistiller: Network Self-Boosting via Meta-Learned Top-Down Distillation",
+            "equations": "L_k = (1 - alpha) CE + alpha tau^2 KL(T_k || S_k) (3-4); T_k top-down (5); look-ahead (6-8)",
+            "detached": "T_k and SD's S_K in the network step; the maps the generator reads; not T_k in the "
+                        "look-ahead", "order": "second order (a mixed second derivative through Eq. 7)",
+            "loop": "epochs", "deviations": "alpha on KL (= 1 - the paper's alpha); meta loss over every exit; "
+                                            "the generator's width, heads and init"}
+
+    def __init__(self, model, *, mode="md", alpha=0.5, temperature=1.0, meta_every=5, meta_lr=1e-3,
+                 generator=None, generator_width=None, meta_exits="all", freeze_generator=False):
+        if not isinstance(model, MultiExit):
+            raise ParameterError("model", type(model).__name__, "a kdlab.models.multi_exit.MultiExit")
+        self.model, self.mode = model, config.check("mode", mode)
+        self.alpha, self.temperature = config.check("ALPHA", alpha), config.check("TEMPERATURE", temperature)
+        self.meta_every = int(config.check("meta_every", meta_every))
+        self.meta_lr, self.meta_exits = config.check("META_LR", meta_lr), config.check("meta_exits", meta_exits)
+        self.freeze_generator = config.check("freeze_generator", freeze_generator)
+        self.generator, self.generator_width = (generator if mode == "md" else None), generator_width
+        self.generator_optimizer = self.meta_rng = self.data = self.halves = None
+
+    def configure(self, recipe, run):
+        if self.mode == "md" and self.generator is None:
+            with torch.random.fork_rng(devices=[]):   # the generator's init leaves the caller's RNG alone
+                torch.manual_seed(run.seed + 7919)
+                self.generator = LabelGenerator.for_model(self.model, width=self.generator_width)
+        super().configure(recipe, run)
+        if self.generator is not None and self.generator_optimizer is None:
+            self.generator_optimizer = torch.optim.Adam(self.generator.parameters(), lr=self.meta_lr)
+        done = run.history.epochs_done if run.history is not None else 0   # a resumed run goes on, not over
+        self.meta_rng = torch.Generator().manual_seed(run.seed + 104_729 + done)
+
+    def prepare(self, data, run):
+        self.data = data   # the meta batches are drawn from the training set's two halves
+        return data
+
+    def modules(self):
+        return [self.model] + ([self.generator] if self.generator is not None else [])
+
+    def on_epoch_start(self, run):
+        self.meta_epoch = self.generator is not None and not self.freeze_generator and run.epoch % self.meta_every == 0
+        self.meta_sums, self.meta_steps, self.meta_seconds = {}, 0, 0.0
+        if self.meta_epoch:
+            self.halves = split_halves(self.data.num_train, self.meta_rng)
+
+    def step(self, batch, run):
+        losses = self.descend(network_losses(self.model, self.generator, batch.x, batch.y, mode=self.mode,
+                                             alpha=self.alpha, temperature=self.temperature), self.optimizer, run)
+        if self.meta_epoch:
+            start = time.perf_counter()
+            train_batch, test_batch = ((run.augmented(x, self.meta_rng), y) for x, y in meta_batches(
+                self.data.x_train, self.data.y_train, self.halves, run.batch_size, self.meta_rng))
+            terms = generator_step(self.model, self.generator, self.generator_optimizer, train_batch, test_batch,
+                                   lr=run.lr, alpha=self.alpha, temperature=self.temperature,
+                                   meta_exits=self.meta_exits)
+            self.meta_sums = {name: self.meta_sums.get(name, 0.0) + float(value) for name, value in terms.items()}
+            self.meta_steps += 1
+            self.meta_seconds += time.perf_counter() - start
+        return losses
+
+    def on_epoch_end(self, record, run):
+        record["meta_epoch"] = self.meta_epoch
+        if self.meta_epoch:
+            record.update({name: total / self.meta_steps for name, total in self.meta_sums.items()})
+            record["meta_seconds"] = self.meta_seconds
+            if not math.isfinite(record["meta_loss"]):
+                raise TrainingDivergedError(f"the generator's meta loss became {record['meta_loss']} at epoch "
+                                            f"{run.epoch + 1}. Try a smaller meta_lr (now {self.meta_lr:g}) or lr.")
+
+    def evaluate(self, data):
+        accs = exit_accuracies(self.model, data.x_test, data.y_test)
+        out = {"test_acc": accs.pop("final"), "test_acc_ensemble": accs.pop("ensemble"),
+               "train_acc": exit_accuracies(self.model, data.x_train, data.y_train)["final"]}
+        return {**out, **{f"test_acc_{name}": value for name, value in accs.items()}}
+
+    def state_dict(self):  # the generator's Adam is not in optimizers(): it does not follow the schedule
+        return {**super().state_dict(),
+                "generator_optimizer": getattr(self.generator_optimizer, "state_dict", dict)()}
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        if state.get("generator_optimizer"):
+            self.generator_optimizer.load_state_dict(state["generator_optimizer"])

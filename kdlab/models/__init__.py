@@ -8,6 +8,7 @@
 """
 from .base import StagedNet
 from .cnn1d import CNN1D
+from .label_generator import LabelGenerator
 from .mlp import MLP
 from .mobilenetv2 import MobileNetV2
 from .multi_exit import MultiExit
@@ -18,7 +19,7 @@ from .vgg import VGG
 from .wrn import WideResNet
 
 __all__ = ["available", "create", "count_parameters", "StagedNet", "MLP", "SmallCNN", "CNN1D",
-           "CifarResNet", "WideResNet", "VGG", "MobileNetV2", "Conv4", "MultiExit"]
+           "CifarResNet", "WideResNet", "VGG", "MobileNetV2", "Conv4", "MultiExit", "LabelGenerator"]
 
 
 def __getattr__(name):

@@ -80,7 +80,10 @@ def eq3(outputs, y, targets, alpha, tau):
     """Eqs. (3)-(4), ALPHA on the KL term; targets None: hard labels only (DSN)."""
     loss = ce(outputs[-1], y)
     for k, s_k in enumerate(outputs[:-1]):
-        loss = loss + (ce(s_k, y) if targets is None else (1 - alpha) * ce(s_k, y) + alpha * tau2_kl(s_k, targets[k], tau))
+        if targets is None:
+            loss = loss + ce(s_k, y)
+        else:
+            loss = loss + (1 - alpha) * ce(s_k, y) + alpha * tau2_kl(s_k, targets[k], tau)
     return loss
 
 
@@ -119,14 +122,13 @@ def oracle_meta(model, generator, train, test, *, alpha=ALPHA, tau=TAU, lr=LR, e
     net, gen = copy.deepcopy(model).train(), copy.deepcopy(generator).train()
     names, theta = zip(*net.named_parameters())
     (x, y), (x_test, y_test) = train, test
-    with torch.enable_grad():   # finite differences call this under no_grad
-        outputs, maps = functional_call(net, dict(zip(names, theta)), (x,), {"all_exits": True, "return_features": True})
-        inner = eq3(outputs, y, eq5(gen, maps), alpha, tau)
-        grads = torch.autograd.grad(inner, theta, create_graph=create_graph)
-        fast = {name: p - lr * g for name, p, g in zip(names, theta, grads)}                           # Eq. (7)
-        test_outputs = functional_call(net, fast, (x_test,), {"all_exits": True})
-        meta_loss = sum(ce(o, y_test) for o in (test_outputs if exits == "all" else test_outputs[-1:]))  # Eq. (8)
-        return meta_loss, torch.autograd.grad(meta_loss, list(gen.parameters())) if create_graph else None
+    outputs, maps = functional_call(net, dict(zip(names, theta)), (x,), {"all_exits": True, "return_features": True})
+    inner = eq3(outputs, y, eq5(gen, maps), alpha, tau)
+    grads = torch.autograd.grad(inner, theta, create_graph=create_graph)
+    fast = {name: p - lr * g for name, p, g in zip(names, theta, grads)}                               # Eq. (7)
+    test_outputs = functional_call(net, fast, (x_test,), {"all_exits": True})
+    meta_loss = sum(ce(o, y_test) for o in (test_outputs if exits == "all" else test_outputs[-1:]))      # Eq. (8)
+    return meta_loss, torch.autograd.grad(meta_loss, list(gen.parameters())) if create_graph else None
 
 
 def test_the_oracle_matches_finite_differences():
@@ -134,7 +136,8 @@ def test_the_oracle_matches_finite_differences():
     train, test = batch(6, 8), batch(5, 9)
     _, grads = oracle_meta(model, generator, train, test)
     weight = generator.heads[0].classifier.weight
-    numeric = finite_differences(lambda: oracle_meta(model, generator, train, test, create_graph=False)[0], [weight])
+    numeric = finite_differences(lambda: oracle_meta(model, generator, train, test, create_graph=False)[0].detach(),
+                                 [weight])
     analytic = [g for p, g in zip(generator.parameters(), grads) if p is weight]
     assert relative_error(analytic, numeric) < 1e-6
 
@@ -195,7 +198,8 @@ def check_meta_gradient_matches_finite_differences():
     grads = dict(zip(generator.parameters(), md.meta_gradient(meta_loss, generator)))
     chosen = [generator.lateral[0].weight, generator.smooth[0].weight, generator.heads[0].classifier.weight,
               generator.heads[1].body[0].weight]
-    numeric = finite_differences(lambda: oracle_meta(model, generator, train, test, create_graph=False)[0], chosen)
+    numeric = finite_differences(lambda: oracle_meta(model, generator, train, test, create_graph=False)[0].detach(),
+                                 chosen)
     assert all(float(n.abs().max()) > 0 for n in numeric)
     assert relative_error([grads[p] for p in chosen], numeric) < 1e-6, "meta-gradient != finite differences"
 
@@ -440,7 +444,8 @@ def test_the_generator_is_built_from_the_runs_seed_and_leaves_the_global_rng_alo
     method, state = md.MetaDistiller(model), torch.get_rng_state()
     started(method, tiny_digits(), seed=11, epoch=0)
     assert torch.equal(state, torch.get_rng_state())
-    assert all(torch.equal(a, b) for a, b in zip(method.generator.state_dict().values(), expected.state_dict().values()))
+    built, expected = method.generator.state_dict(), expected.state_dict()
+    assert all(torch.equal(built[k], expected[k]) for k in expected)
     assert md.MetaDistiller(model, mode="sd", generator=expected).generator is None
 
 
