@@ -21,13 +21,17 @@ def finite_differences(objective, tensors, eps=1e-6):
         for i in range(values.numel()):
             old = values[i].item()
             values[i] = old + eps
-            up = float(objective())
+            up = _scalar(objective())
             values[i] = old - eps
-            down = float(objective())
+            down = _scalar(objective())
             values[i] = old
             g.view(-1)[i] = (up - down) / (2 * eps)
         grads.append(g)
     return grads
+
+
+def _scalar(value):
+    return value.detach().item() if torch.is_tensor(value) else float(value)
 
 
 def relative_error(a, b):
