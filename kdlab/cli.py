@@ -223,6 +223,38 @@ register("run", _run, help="execute notebooks headless with papermill and tabula
          configure=_configure_run)
 
 
+# --------------------------------------------------------------------------- methods
+
+
+def format_cards(names=None, width=100):
+    """The registry's cards of `names` (default: every method) as text: the name, then one wrapped line
+    per field (paper, equations, detached, order, loop, and deviations where declared)."""
+    import textwrap
+
+    from .methods import registry
+
+    blocks = []
+    for name in names or registry.names():
+        card = registry.card(name)
+        fields = list(registry.CARD_FIELDS) + [f for f in card if f not in registry.CARD_FIELDS]
+        lines = [name]
+        for field in fields:
+            lines.append(textwrap.fill(str(card.get(field, "")), width, initial_indent=f"  {field:<10} ",
+                                       subsequent_indent=" " * 13))
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def _methods(args):
+    print(format_cards(args.names))
+    return 0
+
+
+register("methods", _methods, help="list the methods of the registry with their cards (paper, equations, "
+         "what is detached, gradient order, loop)",
+         configure=lambda parser: parser.add_argument("names", nargs="*", help="method names (default: all)"))
+
+
 if __name__ == "__main__":  # import by name, so extensions register into the same COMMANDS
     from kdlab.cli import main as kdlab_main
 
