@@ -50,18 +50,6 @@ EXTRAS = {"MetaDistil": {"teacher_acc": "teacher_test_acc"}, "MetaDistiller": {"
 
 # --------------------------------------------------------------------------------------- one run per method
 
-def counting(method):
-    """Count the training steps `fit` takes: wraps `method.step`, returns the one-element counter list."""
-    calls, step = [0], method.step
-
-    def counted(batch, run):
-        calls[0] += 1
-        return step(batch, run)
-
-    method.step = counted
-    return calls
-
-
 def run_method(bench, name, seed, budget=None, **overrides):
     """Train contender `name` from seed `seed` with `budget` (default: the benchmark's) and its settings
     (`overrides` replace some). Returns {"acc": final test accuracy (%), "seconds": wall time of the whole
@@ -70,12 +58,12 @@ def run_method(bench, name, seed, budget=None, **overrides):
     started = time.perf_counter()
     data = training_data(bench, name, seed, budget)
     method = contender(bench, name, seed, **overrides)
-    steps = counting(method)
     history = fit(method, data, seed=seed, progress=False, eval_every=budget.epochs, augment=bench.augment,
                   **budget.fit_kwargs())
     train_seconds = sum(r.get("seconds", 0.0) for r in history.records)
     result = {"acc": float(history.last["test_acc"]), "seconds": time.perf_counter() - started,
-              "train_seconds": train_seconds, "steps": steps[0], "seconds_per_step": train_seconds / max(steps[0], 1)}
+              "train_seconds": train_seconds, "steps": history.global_steps,
+              "seconds_per_step": train_seconds / max(history.global_steps, 1)}
     result.update({key: float(history.last[field]) for key, field in EXTRAS.get(name, {}).items()})
     return result
 
