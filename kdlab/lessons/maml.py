@@ -6,17 +6,19 @@ Finn, Abbeel, Levine (2017), "Model-Agnostic Meta-Learning for Fast Adaptation o
     theta   <- theta - beta * grad_theta sum_i L_Ti(f_theta'_i)              (Eq. 2, meta update)
     L_Ti = mean squared error for regression (Eq. 3), cross-entropy for classification (Eq. 4)
 
-Every inner loop goes through `kdlab.meta`; this module only arranges experiments around it.
+Meta-training is `kdlab.train.fit_episodes(kdlab.methods.maml.MAML(net, ...), sampler)`; every inner loop
+goes through `kdlab.meta`; this module only arranges experiments and panels around them.
 """
 import math
-import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .. import meta
+from ..gradcheck import finite_differences, relative_error
 from ..models import MLP
+from ..profiling import saved_tensor_bytes, step_cost
 from ..stats import episodes_ci
 from ..widgets import Panel, log_slider, slider
 
@@ -47,21 +49,12 @@ def sine_net(seed):
     return MLP(1, hidden=(40, 40), num_classes=1)
 
 
-def meta_train_sinusoid(net, *, iterations, meta_batch=10, shots=10, inner_lr=0.01, inner_steps=1,
-                        meta_lr=1e-3, first_order=False, seed=0, log_every=50):
-    """MAML on sinusoids: Adam on the meta-objective; returns the query-loss curve (one value per log)."""
+def sinusoid_sampler(shots, seed=0, queries=None):
+    """An endless iterator of sinusoid tasks (x_support, y_support, x_query, y_query) for `fit_episodes`;
+    the same draws, in the same order, as `sinusoid_tasks` with a generator seeded `seed`."""
     generator = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(net.parameters(), lr=meta_lr)
-    curve = []
-    for it in range(iterations):
-        tasks = [t[:4] for t in sinusoid_tasks(meta_batch, shots, generator)]
-        opt.zero_grad(set_to_none=True)
-        out = meta.maml_step(net, tasks, steps=inner_steps, lr=inner_lr, first_order=first_order,
-                             inner_loss=F.mse_loss, query_loss=F.mse_loss)
-        opt.step()
-        if it % log_every == 0 or it == iterations - 1:
-            curve.append((it + 1, out["loss"]))
-    return curve
+    while True:
+        yield sinusoid_tasks(1, shots, generator, queries)[0][:4]
 
 
 def pretrain_sinusoid(net, *, iterations, meta_batch=10, shots=10, lr=1e-3, seed=0):
@@ -136,29 +129,6 @@ def sinusoid_panel(maml_net, baseline_net, task, *, lr):
 
 
 # -- few-shot classification ---------------------------------------------------------------------------
-def meta_train_fewshot(net, sampler, *, iterations, meta_batch, inner_steps, inner_lr, meta_lr=1e-3,
-                       first_order=False, bn="transductive", device="cpu", callback=None, log_every=10):
-    """MAML (Algorithm 2) on episodes from `sampler`; returns a history of (iteration, loss, accuracy)."""
-    opt = torch.optim.Adam(net.parameters(), lr=meta_lr)
-    history = []
-    window_loss, window_acc = [], []
-    net.train()
-    for it in range(1, iterations + 1):
-        tasks = [next(sampler).to(device) for _ in range(meta_batch)]
-        opt.zero_grad(set_to_none=True)
-        out = meta.maml_step(net, tasks, steps=inner_steps, lr=inner_lr, first_order=first_order, bn=bn)
-        opt.step()
-        window_loss.append(out["loss"])
-        window_acc.append(out["accuracy"])
-        if it % log_every == 0 or it == iterations:
-            history.append({"iteration": it, "query_loss": float(np.mean(window_loss)),
-                            "query_acc": 100 * float(np.mean(window_acc))})
-            window_loss, window_acc = [], []
-            if callback is not None:
-                callback(history)
-    return history
-
-
 def test_accuracy(net, sampler, *, episodes, inner_steps, inner_lr, bn="transductive", device="cpu"):
     """Accuracy (%) over `episodes` test tasks with MAML's interval: mean +- 1.96 std / sqrt(n)."""
     sampler.reset()
@@ -212,64 +182,32 @@ def meta_gradient(net, task, *, steps, lr, first_order, loss_fn=F.mse_loss):
     return _flat(torch.autograd.grad(query, list(params.values())))
 
 
-@torch.no_grad()
-def finite_difference_gradient(net, task, *, steps, lr, eps=1e-6, loss_fn=F.mse_loss):
-    """Central differences of the post-adaptation query loss, one parameter entry at a time (float64)."""
-    params = {n: p.detach().clone() for n, p in meta.params_of(net).items()}
-
-    def query_loss(flat):
-        start, offset = {}, 0
-        for name, p in params.items():
-            start[name] = flat[offset:offset + p.numel()].view_as(p).clone().requires_grad_()
-            offset += p.numel()
-        with torch.enable_grad():
-            fast, _ = meta.inner_loop(net, start, loss_fn, task[:2], steps=steps, lr=lr, first_order=True)
+def query_loss_after(net, task, *, steps, lr, loss_fn=F.mse_loss):
+    """The post-adaptation query loss as a float, from the module's own parameters (what finite
+    differences perturb; the inner gradients are taken, the meta-gradient is not)."""
+    with torch.enable_grad():
+        fast, _ = meta.inner_loop(net, meta.params_of(net), loss_fn, task[:2], steps=steps, lr=lr, first_order=True)
+    with torch.no_grad():
         return float(loss_fn(meta.forward(net, fast, task[2]), task[3]))
-
-    flat = _flat(params.values())
-    grad = torch.zeros_like(flat)
-    for i in range(len(flat)):
-        bump = torch.zeros_like(flat)
-        bump[i] = eps
-        grad[i] = (query_loss(flat + bump) - query_loss(flat - bump)) / (2 * eps)
-    return grad
-
-
-def saved_tensor_bytes(fn):
-    """Bytes of tensors autograd saves for backward while `fn()` runs: the activation memory of the
-    graph a meta-gradient keeps alive (honest on CPU, where peak-allocator statistics do not exist)."""
-    total = 0
-
-    def pack(t):
-        nonlocal total
-        total += t.numel() * t.element_size()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
-    return total
 
 
 def meta_gradient_lab(net, task, *, steps_list, lr, with_finite_differences=True, repeats=3):
-    """Second order vs first order vs finite differences as inner steps grow: cosine, time, memory."""
+    """Second order vs first order vs finite differences (`kdlab.gradcheck`, float64) as inner steps grow:
+    cosine, relative error, median time (`kdlab.profiling.step_cost`) and the bytes autograd saves."""
     rows = []
     for steps in steps_list:
-        row = {"steps": steps}
-        grads = {}
+        row, grads = {"steps": steps}, {}
         for name, first_order in (("second", False), ("first", True)):
-            times = []
-            for _ in range(repeats):
-                start = time.perf_counter()
-                grads[name] = meta_gradient(net, task, steps=steps, lr=lr, first_order=first_order)
-                times.append(time.perf_counter() - start)
-            row[f"{name}_ms"] = 1000 * float(np.median(times))
-            row[f"{name}_saved_kb"] = saved_tensor_bytes(
-                lambda fo=first_order: meta_gradient(net, task, steps=steps, lr=lr, first_order=fo)) / 1024
+            def gradient(fo=first_order):
+                grads[name] = meta_gradient(net, task, steps=steps, lr=lr, first_order=fo)
+            row[f"{name}_ms"] = 1000 * step_cost(gradient, repeats=repeats, warmup=1).seconds
+            row[f"{name}_saved_kb"] = saved_tensor_bytes(gradient) / 1024
         row["cos_first_vs_second"] = float(F.cosine_similarity(grads["first"], grads["second"], dim=0))
         if with_finite_differences:
-            numeric = finite_difference_gradient(net, task, steps=steps, lr=lr)
+            numeric = _flat(finite_differences(lambda: query_loss_after(net, task, steps=steps, lr=lr),
+                                               list(meta.params_of(net).values())))
             row["cos_second_vs_fd"] = float(F.cosine_similarity(grads["second"], numeric, dim=0))
-            row["rel_err_second_vs_fd"] = float((grads["second"] - numeric).norm() / numeric.norm())
-            row["rel_err_first_vs_fd"] = float((grads["first"] - numeric).norm() / numeric.norm())
+            row["rel_err_second_vs_fd"] = relative_error([grads["second"]], [numeric])
+            row["rel_err_first_vs_fd"] = relative_error([grads["first"]], [numeric])
         rows.append(row)
     return rows

@@ -1,169 +1,214 @@
-"""kdlab.methods.tsmd: the fixed teacher stays fixed, the student's meta-gradient flows through the KD
-term (finite differences, float64), KD weight 0 is plain MAML bit for bit, RKD against hand-computed
-values, Reptile against torch.optim.SGD by hand, and one test per bad input the issue lists."""
+"""kdlab.methods.tsmd against the paper (Wu et al., WACV 2023, Eqs. 6-10), written independently.
+
+The oracle is Algorithm 1 for a linear softmax teacher and student in plain torch: the inner gradients
+of Eqs. 6-7 in closed form (no kdlab.meta, no kdlab loss), the query losses of Eq. 8, and Eq. 10's
+meta-gradients by autograd through those closed forms; the oracle itself is checked against central
+finite differences (kdlab.gradcheck, float64) of Sum_i L_T (for psi) and Sum_i L_S (for theta), which is
+exactly what Eq. 10a and 10b write. The `check_*` functions are the ordinary checks; the planted bugs of
+test_tsmd_mutants.py must make one of them fail by an assertion.
+"""
 import copy
-import math
 
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from kdlab import meta
 from kdlab.errors import ParameterError
+from kdlab.gradcheck import finite_differences, relative_error
 from kdlab.methods import tsmd
+from kdlab.methods.tsmd import TSMD
 from kdlab.models.conv4 import Conv4
+from kdlab.train import fit_episodes
 
-from ..gradcheck import finite_differences, relative_error
-
-
-# ----------------------------------------------------------------------------------------- helpers
-
-def mlp(width, seed, classes=3):
-    """4 -> width -> classes with tanh (smooth, so finite differences are clean), float64."""
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(4, width), nn.Tanh(), nn.Linear(width, classes)).double()
+KNOBS = dict(inner_steps=2, inner_lr=0.5, teacher_inner_steps=2, kd_weight=0.7, temperature=2.0)
 
 
-def mlp_task(seed=1, classes=3):
+# ------------------------------------------------------------------------ the oracle, in plain torch
+
+def linear(seed, classes=3, features=4):
     g = torch.Generator().manual_seed(seed)
+    model = nn.Linear(features, classes).double()
+    with torch.no_grad():
+        model.weight.copy_(torch.randn(classes, features, generator=g, dtype=torch.float64))
+        model.bias.copy_(0.5 * torch.randn(classes, generator=g, dtype=torch.float64))
+    return model
+
+
+def linear_task(seed, classes=3):
+    g = torch.Generator().manual_seed(100 + seed)
     x_s = torch.randn(2 * classes, 4, generator=g, dtype=torch.float64)
     x_q = torch.randn(3 * classes, 4, generator=g, dtype=torch.float64)
     return x_s, torch.arange(2 * classes) % classes, x_q, torch.arange(3 * classes) % classes
 
 
-def conv4(hidden, seed, dtype=torch.float32, classes=5):
+def cross_entropy(z, y):
+    return -torch.log_softmax(z, 1)[torch.arange(len(y)), y].mean()
+
+
+def sgd(params, x, dz, lr):
+    """One SGD step of a linear model z = x W^T + b, given dL/dz."""
+    W, b = params
+    return W - lr * dz.T @ x, b - lr * dz.sum(0)
+
+
+def paper_losses(psi, theta, task, *, inner_steps, inner_lr, teacher_inner_steps, kd_weight, temperature,
+                 attach=False):
+    """Eqs. 6-8 for one task: (L_T(psi'; D_val), L_S(theta'; D_val)); psi, theta = (W, b) or None."""
+    x_s, y_s, x_q, y_q = task
+    n, T = len(y_s), temperature
+    onehot = F.one_hot(y_s, 3).double()
+    losses = [None, None]
+    if psi is not None:
+        for _ in range(teacher_inner_steps):  # Eq. 6: d CE / dz = (softmax(z) - onehot) / n
+            psi = sgd(psi, x_s, (torch.softmax(x_s @ psi[0].T + psi[1], 1) - onehot) / n, inner_lr)
+        p_teacher = torch.softmax((x_s @ psi[0].T + psi[1]) / T, 1)
+        p_teacher = p_teacher if attach else p_teacher.detach()
+        losses[0] = cross_entropy(x_q @ psi[0].T + psi[1], y_q)  # Eq. 8a
+    if theta is not None:
+        for _ in range(inner_steps):  # Eq. 7: d [CE + w T^2 KL(p_t || softmax(z / T))] / dz
+            z = x_s @ theta[0].T + theta[1]
+            dz = (torch.softmax(z, 1) - onehot) / n
+            if psi is not None:
+                dz = dz + kd_weight * T * (torch.softmax(z / T, 1) - p_teacher) / n
+            theta = sgd(theta, x_s, dz, inner_lr)
+        losses[1] = cross_entropy(x_q @ theta[0].T + theta[1], y_q)  # Eq. 8b
+    return losses
+
+
+def paper_objectives(psi, theta, tasks, attach=False, **knobs):
+    """Eq. 9 over the meta-batch (means): (Sum_i L_T / n, Sum_i L_S / n)."""
+    totals = [0.0, 0.0]
+    for task in tasks:
+        for i, loss in enumerate(paper_losses(psi, theta, task, attach=attach, **knobs)):
+            totals[i] = totals[i] + (0.0 if loss is None else loss / len(tasks))
+    return totals
+
+
+def params(model):
+    return None if model is None else [model.weight, model.bias]
+
+
+def paper_gradients(psi, theta, tasks, attach=False, **knobs):
+    """Eq. 10's meta-gradients [dW_t, db_t, dW_s, db_s] at psi, theta (None: no such model; its gradients
+    are then None) and the two objectives (Sum L_T / n, Sum L_S / n) as floats."""
+    psi, theta = ([p.detach().clone().requires_grad_() for p in ps] if ps is not None else None for ps in (psi, theta))
+    l_t, l_s = paper_objectives(psi, theta, tasks, attach, **knobs)
+    grads = list(torch.autograd.grad(l_t + l_s, (psi or []) + (theta or [])))
+    grads = ([None, None] if psi is None else grads[:2]) + ([None, None] if theta is None else grads[-2:])
+    return grads, tuple(float(torch.as_tensor(loss).detach()) for loss in (l_t, l_s))
+
+
+def grads_of(teacher, student):
+    return [None if m is None else p.grad for m in (teacher, student) for p in (params(m) or [None, None])]
+
+
+def test_the_oracle_is_eq_10_by_finite_differences():
+    """The oracle's autograd equals central differences of Sum L_T in psi (Eq. 10a: the teacher's own query
+    loss only) and of Sum L_S in theta (Eq. 10b); with attach=True psi's is that of Sum (L_T + L_S)."""
+    teacher, student, tasks = linear(0), linear(1), [linear_task(1), linear_task(2)]
+    for attach in (False, True):
+        psi, theta = params(teacher), params(student)
+        grads, _ = paper_gradients(psi, theta, tasks, attach, **KNOBS)
+
+        def objective(which):
+            return lambda: sum(paper_objectives(psi, theta, tasks, attach, **KNOBS)[i] for i in which)
+
+        assert relative_error(grads[:2], finite_differences(objective((0, 1) if attach else (0,)), psi)) < 1e-7
+        assert relative_error(grads[2:], finite_differences(objective((1,)), theta)) < 1e-7
+
+
+# ------------------------------------------------------------------------------------ the checks
+
+ROWS = [("ours", False), ("ours", True), ("oracle", False), ("student", False)]
+
+
+def check_meta_gradients_match_the_paper():
+    """tsmd_step's .grad, for each row, equals the oracle's Eq. 10 to 1e-10, and FD to 1e-6 for 'ours'."""
+    tasks = [linear_task(1), linear_task(2)]
+    for variant, attach in ROWS:
+        teacher = linear(0) if variant != "student" else None
+        student = linear(1) if variant != "oracle" else None
+        out = tsmd.tsmd_step(teacher, student, tasks, variant=variant, attach_teacher=attach, **KNOBS)
+        got = grads_of(teacher, student)
+        want, (l_t, l_s) = paper_gradients(params(teacher), params(student), tasks, attach, **KNOBS)
+        for who, sl in (("teacher (Eq. 10a)", slice(0, 2)), ("student (Eq. 10b)", slice(2, 4))):
+            if want[sl][0] is None:
+                assert got[sl][0] is None, f"{variant}: the {who} got a meta-gradient it must not get"
+                continue
+            assert all(g is not None for g in got[sl]), f"{variant}: the {who} got no meta-gradient"
+            error = relative_error(got[sl], want[sl])
+            assert error < 1e-10, f"{variant}, attach={attach}: the {who} meta-gradient is off by {error:.2e}"
+        for who, want in (("teacher", l_t), ("student", l_s)):
+            assert abs(out.get(f"{who}_query_loss", 0.0) - want) < 1e-12, f"{variant}: the {who}'s query loss (Eq. 8)"
+        if variant == "ours" and not attach:
+            psi, theta = params(teacher), params(student)
+            numeric = (finite_differences(lambda: paper_objectives(psi, theta, tasks, **KNOBS)[0], psi)
+                       + finite_differences(lambda: paper_objectives(psi, theta, tasks, **KNOBS)[1], theta))
+            assert relative_error(got, numeric) < 1e-6, "the meta-gradients differ from finite differences"
+
+
+def adam_by_hand(params, grads, state, lr, t, betas=(0.9, 0.999), eps=1e-8):
+    out = []
+    for i, (p, g) in enumerate(zip(params, grads)):
+        m, v = state.get(i, (0.0, 0.0))
+        m, v = betas[0] * m + (1 - betas[0]) * g, betas[1] * v + (1 - betas[1]) * g * g
+        state[i] = (m, v)
+        out.append(p - lr * (m / (1 - betas[0] ** t)) / ((v / (1 - betas[1] ** t)).sqrt() + eps))
+    return out
+
+
+def check_two_meta_iterations_are_adam_on_the_paper_gradients():
+    """fit_episodes(TSMD('ours')): Eq. 10a with Adam at beta = teacher_meta_lr, Eq. 10b at eta = meta_lr."""
+    tasks = [linear_task(i) for i in range(4)]
+    teacher, student = linear(0), linear(1)
+    method = TSMD(teacher, student, variant="ours", meta_lr=0.01, teacher_meta_lr=0.03, **KNOBS)
+    history = fit_episodes(method, iter(tasks), iterations=2, meta_batch=2, log_every=1)
+    psi, theta = [p.detach() for p in params(linear(0))], [p.detach() for p in params(linear(1))]
+    t_state, s_state = {}, {}
+    for it in (1, 2):
+        grads, (l_t, l_s) = paper_gradients(psi, theta, tasks[2 * it - 2:2 * it], **KNOBS)
+        record = history.records[it - 1]
+        for who, want in (("teacher", l_t), ("student", l_s)):
+            assert abs(record[f"{who}_query_loss"] - want) < 1e-12, f"iteration {it}: the {who}'s query loss (Eq. 8)"
+        psi = adam_by_hand(psi, grads[:2], t_state, 0.03, it)
+        theta = adam_by_hand(theta, grads[2:], s_state, 0.01, it)
+    for name, got, want in (("teacher", params(teacher), psi), ("student", params(student), theta)):
+        error = max(float((a.detach() - b).abs().max()) for a, b in zip(got, want))
+        assert error < 1e-12, f"the {name}'s weights after two meta-iterations are off by {error:.2e}"
+
+
+def conv4(hidden, seed, classes=5):
     torch.manual_seed(seed)
-    return Conv4(in_channels=1, num_classes=classes, hidden=hidden).to(dtype).train()
+    return Conv4(in_channels=1, num_classes=classes, hidden=hidden)
 
 
-def random_tasks(n, ways=5, shots=1, queries=2, size=12, seed=2, dtype=torch.float32):
+def random_tasks(n, ways=5, shots=1, queries=2, size=12, seed=2):
     g = torch.Generator().manual_seed(seed)
-    return [(torch.randn(ways * shots, 1, size, size, generator=g, dtype=dtype),
-             torch.arange(ways).repeat_interleave(shots),
-             torch.randn(ways * queries, 1, size, size, generator=g, dtype=dtype),
-             torch.arange(ways).repeat_interleave(queries)) for _ in range(n)]
+    return [(torch.randn(ways * shots, 1, size, size, generator=g), torch.arange(ways).repeat_interleave(shots),
+             torch.randn(ways * queries, 1, size, size, generator=g), torch.arange(ways).repeat_interleave(queries))
+            for _ in range(n)]
 
 
-def flat(tensors):
-    return torch.cat([t.reshape(-1) for t in tensors])
-
-
-def student_objective(teacher, student, task, **knobs):
-    """The student's meta-objective (Eq. 8b) after Eq. 6 and Eq. 7, as a differentiable scalar."""
-    s = tsmd.settings(**knobs)
-    adapted = tsmd.adapt(teacher, student, task[0], task[1], s)
-    return F.cross_entropy(meta.forward(student, adapted.student, task[2]), task[3])
-
-
-OURS = dict(variant="ours", inner_steps=2, inner_lr=0.5, teacher_inner_steps=1, kd_weight=0.7, temperature=2.0)
-
-
-# ------------------------------------------------------------------------------- the meta-gradient
-
-def test_student_meta_gradient_flows_through_the_kd_term_and_matches_finite_differences():
-    teacher, student, task = mlp(6, 0), mlp(2, 1), mlp_task()
-    params = list(student.parameters())
-    with_kd = torch.autograd.grad(student_objective(teacher, student, task, **OURS), params)
-    without = torch.autograd.grad(student_objective(teacher, student, task, **{**OURS, "kd_weight": 0.0}), params)
-    assert (flat(with_kd) - flat(without)).norm() > 1e-3 * flat(without).norm(), "KD changed nothing"
-    numeric = finite_differences(lambda: student_objective(teacher, student, task, **OURS), params)
-    assert relative_error(with_kd, numeric) <= 1e-4
-    # the check tells second order from first order: FOMAML misses the KD term's Hessian
-    first = torch.autograd.grad(student_objective(teacher, student, task, **OURS, first_order=True), params)
-    assert relative_error(first, numeric) > 1e-2
-
-
-def test_rkd_guided_student_meta_gradient_matches_finite_differences():
-    teacher, student, task = mlp(6, 0), mlp(2, 1), mlp_task()
-    knobs = dict(OURS, kd="rkd")
-    params = list(student.parameters())
-    # an MLP has no feature list: give the RKD loss the logits as the embedding through a tiny wrapper
-
-    class WithFeatures(nn.Module):
-        def __init__(self, net):
-            super().__init__()
-            self.net = net
-
-        def forward(self, x, return_features=False):
-            logits = self.net(x)
-            return (logits, [logits]) if return_features else logits
-
-    teacher_f, student_f = WithFeatures(teacher), WithFeatures(student)
-    analytic = torch.autograd.grad(student_objective(teacher_f, student_f, task, **knobs), params)
-    numeric = finite_differences(lambda: student_objective(teacher_f, student_f, task, **knobs), params)
-    assert flat(analytic).norm() > 0 and relative_error(analytic, numeric) <= 1e-4
-
-
-def test_teacher_gets_only_its_own_query_loss_unless_attached():
-    """Eq. 10a: with the soft targets detached the teacher's meta-gradient is plain MAML's (the oracle's);
-    attach_teacher=True adds a student-aware term, itself checked against finite differences."""
-    teacher, student, tasks = mlp(6, 0), mlp(2, 1), [mlp_task(1), mlp_task(2)]
-    tsmd.tsmd_step(teacher, student, tasks, **OURS)
-    ours = [p.grad.clone() for p in teacher.parameters()]
-    teacher.zero_grad()
-    tsmd.tsmd_step(teacher, None, tasks, **{**OURS, "variant": "oracle"})
-    assert all(torch.equal(a, p.grad) for a, p in zip(ours, teacher.parameters()))
-
-    task, params = tasks[0], list(teacher.parameters())
-
-    def both(attach):
-        s = tsmd.settings(**OURS, attach_teacher=attach)
-        adapted = tsmd.adapt(teacher, student, task[0], task[1], s)
-        return (F.cross_entropy(meta.forward(student, adapted.student, task[2]), task[3])
-                + F.cross_entropy(meta.forward(teacher, adapted.teacher, task[2]), task[3]))
-
-    attached = torch.autograd.grad(both(True), params)
-    detached = torch.autograd.grad(both(False), params)
-    assert (flat(attached) - flat(detached)).norm() > 1e-6
-    assert relative_error(attached, finite_differences(lambda: both(True), params)) <= 1e-4
-
-
-# ------------------------------------------------------------------------------------- equivalences
-
-def test_kd_weight_zero_is_plain_maml_for_the_student_bit_for_bit():
-    student0, teacher0 = conv4(4, 1), conv4(6, 0)
-    tasks = random_tasks(6)
-    trained = {}
-    for name, variant in (("ours", "ours"), ("student", "student")):
-        student, teacher = copy.deepcopy(student0), copy.deepcopy(teacher0)
-        _, trained[name], history = tsmd.train_tsmd(teacher, student, iter(tasks), variant=variant, iterations=3,
-                                                    meta_batch=2, kd_weight=0.0, temperature=4.0, log_every=1)
-        assert len(history) == 3
-    by_hand = copy.deepcopy(student0)
-    opt = torch.optim.Adam(by_hand.parameters(), lr=1e-3)
-    for it in range(3):
-        opt.zero_grad(set_to_none=True)
-        meta.maml_step(by_hand, tasks[2 * it:2 * it + 2], steps=1, lr=0.4)
-        opt.step()
-    for name in ("ours", "student"):
-        for a, b in zip(trained[name].state_dict().values(), by_hand.state_dict().values()):
-            assert torch.equal(a, b), f"{name} with KD weight 0 differs from meta.maml_step"
-    assert not torch.equal(next(by_hand.parameters()), next(student0.parameters()))
-
-
-def test_fixed_teacher_is_never_changed():
+def check_fixed_teacher_is_never_changed():
+    """The fixed teacher (no Eq. 6, no Eq. 10a) keeps its weights and gets no gradient; the student learns."""
     teacher, student = conv4(6, 0), conv4(4, 1)
-    before = copy.deepcopy(teacher.state_dict())
-    tsmd.train_tsmd(teacher, student, iter(random_tasks(4)), variant="fixed_teacher", iterations=2, meta_batch=2,
-                    kd_weight=1.0)
-    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
-    assert all(p.grad is None for p in teacher.parameters())
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
+    before, student_before = copy.deepcopy(teacher.state_dict()), copy.deepcopy(student.state_dict())
+    method = TSMD(teacher, student, variant="fixed_teacher", kd_weight=1.0)
+    assert list(method.meta_optimizers) == ["student"], "an optimizer for the fixed teacher (no Eq. 10a)"
+    history = fit_episodes(method, iter(random_tasks(4)), iterations=2, meta_batch=2)
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items()), "the fixed teacher changed"
+    assert all(p.grad is None for p in teacher.parameters()), "the fixed teacher got a gradient"
+    assert "teacher_query_loss" not in history.last and history.last["inner_kd"] > 0
+    assert any(not torch.equal(student_before[k], v) for k, v in student.state_dict().items())
 
 
-def test_fixed_teacher_with_rkd_accepts_a_teacher_with_another_label_space():
-    teacher, student = conv4(6, 0, classes=64), conv4(4, 1)  # e.g. a classifier over all meta-train classes
-    out = tsmd.tsmd_step(teacher, student, random_tasks(1), variant="fixed_teacher", kd_weight=1.0)
-    assert out["inner_kd"] > 0 and math.isfinite(out["loss"])
-
-
-def test_reptile_step_is_the_mean_displacement_of_sgd_by_hand():
-    teacher, student = conv4(6, 0), conv4(4, 1)
-    tasks = random_tasks(2)
+def check_reptile_is_the_mean_displacement_of_sgd_by_hand():
+    """Reptile (Table 4): .grad = mean_i (theta - theta'_i) with theta'_i from torch.optim.SGD by hand."""
+    teacher, student, tasks = linear(0), linear(1), [linear_task(1), linear_task(2)]
     knobs = dict(variant="ours", inner_steps=2, inner_lr=0.3, kd_weight=0.5, temperature=2.0)
     tsmd.reptile_step(teacher, student, tasks, **knobs)
-    expected_teacher, expected_student = [], []
+    expected = {id(p): torch.zeros_like(p) for p in [*teacher.parameters(), *student.parameters()]}
     for x_s, y_s, _, _ in tasks:
         t, s = copy.deepcopy(teacher), copy.deepcopy(student)
         t_opt, s_opt = torch.optim.SGD(t.parameters(), lr=0.3), torch.optim.SGD(s.parameters(), lr=0.3)
@@ -172,65 +217,123 @@ def test_reptile_step_is_the_mean_displacement_of_sgd_by_hand():
             F.cross_entropy(t(x_s), y_s).backward()
             t_opt.step()
         with torch.no_grad():
-            soft = t(x_s)
+            soft = torch.softmax(t(x_s) / 2, 1)
         for _ in range(2):
             s_opt.zero_grad()
-            logits = s(x_s)
-            (F.cross_entropy(logits, y_s) + 0.5 * 4.0 * F.kl_div(F.log_softmax(logits / 2, 1), F.softmax(soft / 2, 1),
-                                                                 reduction="batchmean")).backward()
+            z = s(x_s)
+            kl = (soft * (soft.log() - torch.log_softmax(z / 2, 1))).sum(1).mean()
+            (F.cross_entropy(z, y_s) + 0.5 * 4.0 * kl).backward()
             s_opt.step()
-        expected_teacher.append([(a - b).detach() / 2 for a, b in zip(teacher.parameters(), t.parameters())])
-        expected_student.append([(a - b).detach() / 2 for a, b in zip(student.parameters(), s.parameters())])
-    for module, expected in ((teacher, expected_teacher), (student, expected_student)):
-        for p, d0, d1 in zip(module.parameters(), *expected):
-            assert torch.allclose(p.grad, d0 + d1, atol=1e-6)
+        for original, adapted in ((teacher, t), (student, s)):
+            for p, q in zip(original.parameters(), adapted.parameters()):
+                expected[id(p)] += (p - q).detach() / 2
+    for p in [*teacher.parameters(), *student.parameters()]:
+        assert p.grad is not None and torch.allclose(p.grad, expected[id(p)], rtol=0, atol=1e-12), \
+            "Reptile's meta-gradient is not mean_i (theta - theta'_i)"
 
 
-def test_meta_test_adaptation_leaves_the_models_alone():
-    teacher, student = conv4(6, 0), conv4(4, 1)
-    before = [copy.deepcopy(m.state_dict()) for m in (teacher, student)]
-    result = tsmd.evaluate(teacher, student, random_tasks(3), variant="ours", kd_weight=1.0)
-    assert len(result["accuracies"]) == 3 and 0 <= result["accuracy"] <= 1
-    for m, b in zip((teacher, student), before):
-        assert all(torch.equal(b[k], v) for k, v in m.state_dict().items())
-        assert all(p.grad is None for p in m.parameters())
+def check_meta_test_adapts_the_teacher_then_the_student():
+    """Meta-test (Eq. 6, then Eq. 7; the adapted student predicts) against the oracle's closed form, from
+    detached copies: the models and their .grad stay untouched."""
+    teacher, student, task = linear(0), linear(1), linear_task(3)
+    before = [p.detach().clone() for p in (*teacher.parameters(), *student.parameters())]
+    out = tsmd.adapt_and_predict(teacher, student, task, variant="ours", details=True, **KNOBS)
+    psi, theta = params(teacher), params(student)
+    x_s, y_s, x_q, y_q = task
+    onehot, n, T = F.one_hot(y_s, 3).double(), len(y_s), KNOBS["temperature"]
+    with torch.no_grad():
+        for _ in range(KNOBS["teacher_inner_steps"]):
+            psi = sgd(psi, x_s, (torch.softmax(x_s @ psi[0].T + psi[1], 1) - onehot) / n, KNOBS["inner_lr"])
+        p_t = torch.softmax((x_s @ psi[0].T + psi[1]) / T, 1)
+        for _ in range(KNOBS["inner_steps"]):
+            z = x_s @ theta[0].T + theta[1]
+            dz = (torch.softmax(z, 1) - onehot) / n + KNOBS["kd_weight"] * T * (torch.softmax(z / T, 1) - p_t) / n
+            theta = sgd(theta, x_s, dz, KNOBS["inner_lr"])
+    assert torch.allclose(out["logits"], x_q @ theta[0].T + theta[1], rtol=0, atol=1e-12), "adapted student"
+    assert torch.allclose(out["teacher_logits"], x_q @ psi[0].T + psi[1], rtol=0, atol=1e-12), "adapted teacher"
+    result = tsmd.evaluate(teacher, student, [task], variant="ours", **KNOBS)
+    assert result["accuracy"] == float(((x_q @ theta[0].T + theta[1]).argmax(1) == y_q).double().mean()), "accuracy"
+    for p, b in zip((*teacher.parameters(), *student.parameters()), before):
+        assert torch.equal(p, b) and p.grad is None, "meta-test changed a model"
 
 
-# ------------------------------------------------------------------------------------------------ RKD
-
-def test_rkd_loss_against_hand_computed_values():
-    """Student: a right isosceles triangle (0,0), (1,0), (0,1); teacher: (0,0), (2,0), (0,1)."""
-    s = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
-    t = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
-    huber = lambda d: 0.5 * d * d if abs(d) < 1 else abs(d) - 0.5  # noqa: E731
-    # distances over the pairs (01, 02, 12), each divided by the mean distance
-    ds = [1.0, 1.0, math.sqrt(2)]
-    dt = [2.0, 1.0, math.sqrt(5)]
-    ds = [d / (sum(ds) / 3) for d in ds]
-    dt = [d / (sum(dt) / 3) for d in dt]
-    distance = sum(huber(a - b) for a, b in zip(ds, dt)) / 3
-    # the cosine of the angle at each vertex: student 90, 45, 45 degrees; teacher 90, atan(1/2), atan(2)
-    cs = [0.0, math.sqrt(0.5), math.sqrt(0.5)]
-    ct = [0.0, 2 / math.sqrt(5), 1 / math.sqrt(5)]
-    angle = sum(huber(a - b) for a, b in zip(cs, ct)) / 3
-    assert abs(tsmd.rkd_loss(s, t, 1.0, 0.0).item() - distance) < 1e-12
-    assert abs(tsmd.rkd_loss(s, t, 0.0, 1.0).item() - angle) < 1e-12
-    assert abs(tsmd.rkd_loss(s, t).item() - (distance + 2 * angle)) < 1e-12
-    assert abs(distance - 0.0277267) < 1e-6 and abs(angle - 0.0171056) < 1e-6  # the numbers, written out
+def test_meta_gradients_match_the_paper():
+    check_meta_gradients_match_the_paper()
 
 
-def test_rkd_loss_ignores_scale_rotation_and_width_and_has_finite_gradients():
-    g = torch.Generator().manual_seed(0)
-    t = torch.randn(6, 5, generator=g, dtype=torch.float64)
-    rotation, _ = torch.linalg.qr(torch.randn(5, 5, generator=g, dtype=torch.float64))
-    wide = torch.cat([3.0 * t @ rotation, torch.zeros(6, 4, dtype=torch.float64)], 1)  # 9-wide copy
-    assert tsmd.rkd_loss(wide, t).abs() < 1e-12
-    s = torch.cat([t[:1], t[:1], t[2:]]).requires_grad_()  # two identical rows: a zero difference vector
-    (grad,) = torch.autograd.grad(tsmd.rkd_loss(s, t), s)
-    assert torch.isfinite(grad).all()
+def test_two_meta_iterations_are_adam_on_the_paper_gradients():
+    check_two_meta_iterations_are_adam_on_the_paper_gradients()
 
 
-# ---------------------------------------------------------------------------------------- bad inputs
+def test_fixed_teacher_is_never_changed():
+    check_fixed_teacher_is_never_changed()
+
+
+def test_reptile_is_the_mean_displacement_of_sgd_by_hand():
+    check_reptile_is_the_mean_displacement_of_sgd_by_hand()
+
+
+def test_meta_test_adapts_the_teacher_then_the_student():
+    check_meta_test_adapts_the_teacher_then_the_student()
+
+
+# ----------------------------------------------------------------------------------- equivalences
+
+def test_student_and_oracle_rows_are_maml_and_kd_weight_zero_is_the_student_row_bit_for_bit():
+    from kdlab.methods.maml import MAML
+
+    student0, teacher0, tasks = conv4(4, 1), conv4(6, 0), random_tasks(6)
+    runs = {"student": TSMD(None, copy.deepcopy(student0), variant="student"),
+            "ours, KD weight 0": TSMD(copy.deepcopy(teacher0), copy.deepcopy(student0), variant="ours", kd_weight=0.0),
+            "oracle": TSMD(copy.deepcopy(teacher0), None, variant="oracle"),
+            "MAML(student)": MAML(copy.deepcopy(student0)), "MAML(teacher)": MAML(copy.deepcopy(teacher0))}
+    histories = {name: fit_episodes(method, iter(tasks), iterations=3, meta_batch=2, log_every=1)
+                 for name, method in runs.items()}
+    for a, b in (("student", "MAML(student)"), ("ours, KD weight 0", "MAML(student)"), ("oracle", "MAML(teacher)")):
+        assert all(torch.equal(x, y) for x, y in zip(runs[a].model.state_dict().values(),
+                                                     runs[b].model.state_dict().values())), f"{a} differs from {b}"
+    for row, who in (("student", "student"), ("oracle", "teacher")):  # tsmd sums floats, maml_step float32 tensors
+        for term in ("query_loss", "query_acc"):
+            expected = histories[f"MAML({who})"].series(term)
+            assert histories[row].series(f"{who}_{term}") == pytest.approx(expected, rel=1e-6)
+    assert runs["oracle"].model is runs["oracle"].teacher and runs["student"].model is runs["student"].student
+    assert not torch.equal(next(runs["student"].model.parameters()), next(student0.parameters()))
+
+
+def test_fixed_teacher_with_rkd_accepts_a_teacher_with_another_label_space():
+    teacher, student = conv4(6, 0, classes=64), conv4(4, 1)  # a classifier over all meta-train classes
+    out = tsmd.tsmd_step(teacher, student, random_tasks(1), variant="fixed_teacher", kd_weight=1.0)
+    assert out["inner_kd"] > 0 and out["loss"] == out["student_query_loss"]
+
+
+def test_rkd_guided_student_meta_gradient_matches_finite_differences():
+    """RKD enters Eq. 7 for the student: its second-order meta-gradient through the RKD term, by FD."""
+    class WithFeatures(nn.Module):  # the logits double as the embedding of an MLP
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x, return_features=False):
+            logits = self.net(x)
+            return (logits, [logits]) if return_features else logits
+
+    torch.manual_seed(0)
+    teacher = WithFeatures(nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).double())
+    student = WithFeatures(nn.Sequential(nn.Linear(4, 2), nn.Tanh(), nn.Linear(2, 3)).double())
+    task, params = linear_task(1), list(student.parameters())
+    s = tsmd.settings("ours", kd="rkd", **KNOBS)
+
+    def objective():
+        with torch.enable_grad():
+            adapted = tsmd.adapt(teacher, student, task[0], task[1], s)
+            return tsmd.query_loss(student, adapted.student, task, s)[0]
+
+    analytic = torch.autograd.grad(objective(), params)
+    assert torch.cat([g.reshape(-1) for g in analytic]).norm() > 0
+    assert relative_error(analytic, finite_differences(objective, params)) <= 1e-6
+
+
+# ------------------------------------------------------------------------------------ bad inputs
 
 def test_negative_kd_weight_is_refused():
     with pytest.raises(ParameterError, match=r"KD_WEIGHT=-0\.5 is not allowed: KD_WEIGHT must be a finite number >= 0"):
@@ -238,10 +341,9 @@ def test_negative_kd_weight_is_refused():
 
 
 def test_episode_with_more_ways_than_the_students_head_is_refused():
-    teacher, student = conv4(6, 0, classes=10), conv4(4, 1, classes=5)
     with pytest.raises(ParameterError, match=r"ways=10 is not allowed: ways must be 5, the number of classes "
                                              r"of the student's head"):
-        tsmd.tsmd_step(teacher, student, random_tasks(1, ways=10), variant="ours")
+        tsmd.tsmd_step(conv4(6, 0, classes=10), conv4(4, 1), random_tasks(1, ways=10), variant="ours")
 
 
 def test_episode_with_fewer_ways_than_the_teachers_head_is_refused():
@@ -255,9 +357,8 @@ def test_episode_with_fewer_ways_than_the_teachers_head_is_refused():
 
 def test_zero_teacher_inner_steps_in_the_adapted_teacher_variant_is_refused():
     with pytest.raises(ParameterError, match=r"TEACHER_INNER_STEPS=0 is not allowed: TEACHER_INNER_STEPS must be "
-                                             r"an integer >= 1 in variant 'ours'"):
-        tsmd.train_tsmd(conv4(6, 0), conv4(4, 1), iter(random_tasks(1)), variant="ours", iterations=1, meta_batch=1,
-                        teacher_inner_steps=0)
+                                             r"an integer >= 1"):
+        TSMD(conv4(6, 0), conv4(4, 1), variant="ours", teacher_inner_steps=0)
     # the fixed teacher is never adapted, so 0 is fine there
     tsmd.tsmd_step(conv4(6, 0), conv4(4, 1), random_tasks(1), variant="fixed_teacher", teacher_inner_steps=0)
 
@@ -267,7 +368,15 @@ def test_zero_teacher_inner_steps_in_the_adapted_teacher_variant_is_refused():
     (dict(kd="mse"), "kd"),
     (dict(temperature=0.0), "TEMPERATURE"),
     (dict(outer="sgd"), "outer"),
+    (dict(teacher_meta_lr=-1.0), "META_LR"),
+    (dict(bn="group"), "bn"),
 ])
 def test_other_bad_knobs_are_refused(knobs, name):
     with pytest.raises(ParameterError, match=rf"^{name}="):
-        tsmd.train_tsmd(conv4(6, 0), conv4(4, 1), iter(random_tasks(1)), iterations=1, meta_batch=1, **knobs)
+        TSMD(conv4(6, 0), conv4(4, 1), **knobs)
+
+
+def test_a_variant_without_its_model_is_refused():
+    with pytest.raises(ParameterError, match=r"^teacher=None is not allowed: teacher must be a model for variant "
+                                             r"'ours'"):
+        TSMD(None, conv4(4, 1), variant="ours")
