@@ -103,10 +103,6 @@ RULES = {
                 "one of 'student', 'fixed_teacher', 'ours', 'oracle'"),
     "kd": (lambda v: v in ("kl", "rkd"), "'kl' (Hinton KD on logits) or 'rkd' (relational KD on embeddings)"),
     "outer": (lambda v: v in ("maml", "reptile"), "'maml' or 'reptile' (the paper's Table 4)"),
-    "TSMD_DATASET": (lambda v: v == "glyphs", "'glyphs', notebook 06's DATASET (its full profile adds CIFAR-FS, "
-                                               "FC100 and mini-ImageNet by itself)"),
-    "TSMD_INNER_STEPS": (lambda v: _is_int(v) and v >= 1, "an integer >= 1, notebook 06's INNER_STEPS (the deployed "
-                                                          "student must adapt to the task)"),
     # the comparison's benchmark and cost measurement (kdlab.benchmark, notebook 08)
     "budget_optimizer": (lambda v: v == "sgd", "'sgd': every method of the kit steps the student with SGD "
                                                "(MetaDistil's look-ahead assumes it)"),
@@ -128,8 +124,23 @@ RULES = {
 }
 
 
-def check(name, value):
-    """Return `value` if it is allowed for parameter `name`, else raise one clear ParameterError."""
+# (notebook, name) -> (predicate, what is allowed): where one notebook allows less than the shared rule
+NOTEBOOK_RULES = {
+    ("01", "DATASET"): (lambda v: v in ("digits", "mnist1d"),
+                        "'digits' or 'mnist1d' in this notebook (CIFAR-100 runs in the full profile)"),
+    ("06", "DATASET"): (lambda v: v == "glyphs", "'glyphs' in this notebook (its full profile adds CIFAR-FS, FC100 "
+                                                 "and mini-ImageNet by itself)"),
+    ("06", "INNER_STEPS"): (lambda v: _is_int(v) and v >= 1, "an integer >= 1 in this notebook (the deployed "
+                                                             "student must adapt to the task)"),
+}
+
+
+def check(name, value, *, notebook=None):
+    """Return `value` if it is allowed for parameter `name` (in `notebook`, where that notebook narrows the
+    shared rule), else raise one clear ParameterError."""
+    if (notebook, name) in NOTEBOOK_RULES:
+        check(name, value)
+        return _apply(NOTEBOOK_RULES[notebook, name], name, value)
     if name == "DATASET":
         from .data import registry  # late import: the registry imports torch-heavy loaders
 
@@ -138,6 +149,10 @@ def check(name, value):
     rule = RULES.get(name)
     if rule is None:
         return value
+    return _apply(rule, name, value)
+
+
+def _apply(rule, name, value):
     predicate, allowed = rule
     try:
         ok = bool(predicate(value))
@@ -148,6 +163,7 @@ def check(name, value):
     return value
 
 
-def validate(**params):
-    """Validate notebook parameters by name; returns them as a dict. Unknown names pass unchecked."""
-    return {name: check(name, value) for name, value in params.items()}
+def validate(notebook=None, **params):
+    """Validate notebook parameters by name (with `notebook`'s narrower rules, if it has any); returns them
+    as a dict. Unknown names pass unchecked."""
+    return {name: check(name, value, notebook=notebook) for name, value in params.items()}
