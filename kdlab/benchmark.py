@@ -22,6 +22,7 @@ from .errors import ParameterError
 from .methods import registry
 from .methods.base import Recipe, Run
 from .models import MLP, SmallCNN
+from .models.conv4 import conv4_pair as glyph_models  # noqa: F401 (the comparison's few-shot pair)
 from .models.multi_exit import MultiExit
 
 
@@ -240,18 +241,6 @@ def training_data(bench, name, seed, budget=None):
 
 FEWSHOT_SETTINGS = dict(inner_steps=1, inner_lr=0.4, teacher_inner_steps=1, kd_weight=1.0, temperature=1.0)
 KD_KNOBS = ("kd_weight", "temperature")   # only the TSMD row ("ours") distils
-
-
-def glyph_models(seed, *, ways, teacher_hidden, student_hidden, device="cpu"):
-    """A wide Conv-4 teacher (seeded by `seed`) and a narrow Conv-4 student (seeded by `seed + 1000`), as in
-    notebook 06."""
-    from .models import Conv4
-
-    torch.manual_seed(seed)
-    teacher = Conv4(in_channels=1, num_classes=ways, hidden=teacher_hidden).to(device)
-    torch.manual_seed(seed + 1000)
-    student = Conv4(in_channels=1, num_classes=ways, hidden=student_hidden).to(device)
-    return teacher, student
 
 
 def fewshot_knobs(variant, settings=None):

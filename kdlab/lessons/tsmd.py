@@ -20,6 +20,7 @@ from ..methods import tsmd
 from ..methods.tsmd import TSMD
 from ..methods.episodic import accuracy
 from ..models import Conv4, create
+from ..models.conv4 import conv4_pair as glyph_pair  # noqa: F401 (the notebook's model pair)
 from ..stats import episodes_ci, mean_ci, paired_difference
 from ..train import fit, fit_episodes
 from ..widgets import Panel, log_slider, slider
@@ -27,15 +28,6 @@ from ..widgets import Panel, log_slider, slider
 ROWS = ("student", "fixed_teacher", "ours", "oracle")
 ROW_NAMES = {"student": "Student (MAML, small)", "fixed_teacher": "Fixed teacher (RKD)",
              "ours": "Ours (TSMD)", "oracle": "Oracle (MAML, big)"}
-
-
-def glyph_pair(seed, *, ways, teacher_hidden, student_hidden, device="cpu"):
-    """A fresh wide Conv-4 teacher (seeded `seed`) and narrow Conv-4 student (`seed + 1000`: every row starts there)."""
-    torch.manual_seed(seed)
-    teacher = Conv4(in_channels=1, num_classes=ways, hidden=teacher_hidden).to(device)
-    torch.manual_seed(seed + 1000)
-    student = Conv4(in_channels=1, num_classes=ways, hidden=student_hidden).to(device)
-    return teacher, student
 
 
 def table_seed(data, *, seed, shots, ways, queries, iterations, meta_batch, test_tasks, make_models,

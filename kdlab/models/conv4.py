@@ -10,6 +10,7 @@ Four blocks of conv3x3 -> norm -> ReLU -> downsample, then a linear classifier.
 `model(x, return_features=True)` returns `(logits, [block1, block2, block3, block4, pooled])`:
 `features[-2]` is the last conv map and `features[-1]` the vector that feeds the classifier.
 """
+import torch
 import torch.nn as nn
 
 from ..errors import ParameterError
@@ -84,3 +85,13 @@ class Conv4(StagedNet):
                                  "this 'miniimagenet' Conv4 was built for")
         return super().forward(x, return_features=return_features)
 
+
+
+def conv4_pair(seed, *, ways, teacher_hidden, student_hidden, in_channels=1, device="cpu"):
+    """A wide Conv-4 teacher (seeded `seed`) and a narrow Conv-4 student (seeded `seed + 1000`), the few-shot
+    pair of notebooks 06 and 08: every row of a seed starts from the same two initialisations."""
+    torch.manual_seed(seed)
+    teacher = Conv4(in_channels=in_channels, num_classes=ways, hidden=teacher_hidden).to(device)
+    torch.manual_seed(seed + 1000)
+    student = Conv4(in_channels=in_channels, num_classes=ways, hidden=student_hidden).to(device)
+    return teacher, student

@@ -12,7 +12,7 @@ from .. import config
 from ..errors import ParameterError, TrainingDivergedError
 from ..methods.base import Recipe, Run
 from .history import History
-from .progress import progress_bar
+from .progress import progress_bar, stoppable
 
 
 def _on(task, device):
@@ -45,8 +45,10 @@ def fit_episodes(method, sampler, *, iterations, meta_batch=4, log_every=10, dev
     run = Run(seed=seed, epochs=iterations, batch_size=meta_batch, recipe=Recipe(), generator=None, history=history)
     window, started = {}, time.perf_counter()
     bar = progress_bar(iterations, progress, desc=getattr(method, "progress_desc", "iterations"))
-    method.train()
-    try:
+    def stopped():
+        return f"kdlab: meta-training interrupted after {len(history)} logged windows; the models and history are usable."
+
+    with stoppable(method, history, bar, stopped):
         for it in range(1, iterations + 1):
             run.step = run.global_step = it - 1
             tasks = [_on(next(sampler), device) for _ in range(meta_batch)]
@@ -64,12 +66,4 @@ def fit_episodes(method, sampler, *, iterations, meta_batch=4, log_every=10, dev
                 window = {}
                 if any(callback(history, method) for callback in callbacks):
                     break
-    except KeyboardInterrupt:
-        history.interrupted = True
-        print(f"kdlab: meta-training interrupted after {len(history)} logged windows; the models and history "
-              "are usable.")
-    finally:
-        if bar is not None:
-            bar.close()
-        method.eval()
     return history

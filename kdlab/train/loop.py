@@ -14,7 +14,7 @@ from .. import config
 from ..data.batching import batches
 from ..methods.base import Batch, Method, Recipe, Run
 from .history import History
-from .progress import progress_bar
+from .progress import progress_bar, stoppable
 from .schedules import make_schedulers
 
 
@@ -66,8 +66,11 @@ def fit(method, data, objective=None, *, epochs=10, lr=0.05, batch_size=64, opti
     main_optimizer = method.optimizers()[0]
     index = torch.arange(train_data.num_train, device=train_data.x_train.device)
     bar = progress_bar(epochs, progress, desc=method.progress_desc)
-    method.train()
-    try:
+    def stopped():
+        return (f"kdlab: training interrupted after {history.epochs_done} epochs; the model and history are usable "
+                "(continue with fit(..., history=history)).")
+
+    with stoppable(method, history, bar, stopped):
         for epoch in range(first_epoch, total_epochs):
             run.epoch, run.lr = epoch, main_optimizer.param_groups[0]["lr"]
             method.on_epoch_start(run)
@@ -98,14 +101,6 @@ def fit(method, data, objective=None, *, epochs=10, lr=0.05, batch_size=64, opti
                                 test_acc=f"{record.get('test_acc', math.nan):.1f}")
             if any(callback(history, method.model) for callback in callbacks):
                 break
-    except KeyboardInterrupt:
-        history.interrupted = True
-        print(f"kdlab: training interrupted after {history.epochs_done} epochs; the model and history are usable "
-              "(continue with fit(..., history=history)).")
-    finally:
-        if bar is not None:
-            bar.close()
-        method.eval()
     return history
 
 
