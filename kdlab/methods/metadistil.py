@@ -25,8 +25,8 @@ ablation): experiment, quiz loss, student update with the OLD teacher, teacher u
 
 Deviations from the official code (JetRunner/MetaDistil, cv/), declared:
 - quiz set: a seeded random stratified 9:1 split (the paper), not the last N training images; quiz batches
-  without replacement in reshuffled passes (`kdlab.data.quiz`); with augmentation a quiz batch is
-  augmented from the training batch order's generator.
+  without replacement in reshuffled passes (`kdlab.data.quiz`), augmented (if the run augments) from their
+  own generator, so the training batches see exactly the random crops of `fit` (teacher_lr=0 is KD).
 - lambda = the student's current lr (official `--assume_s_step_size`, decayed with it); plain SGD in the
   experiment, SGD with momentum and weight decay for the real student (as the code). Teacher: SGD with
   momentum 0.9, weight decay 5e-4, lr following the student's schedule; eval() mode (BatchNorm fixed).
@@ -39,12 +39,12 @@ import torch
 import torch.nn.functional as F
 
 from .. import config, meta
-from ..data.quiz import QuizSplit, quiz_batches, split_quiz  # noqa: F401 (QuizSplit: md.QuizSplit)
+from ..data.quiz import QuizSplit, quiz_batches, seeded_generator, split_quiz  # noqa: F401 (md.QuizSplit)
 from ..losses import distillation_loss, kd_loss
 from ..train.evaluation import accuracy
 from .base import Method, check_finite, make_optimizer
 
-QUIZ_SEED_OFFSET = 7_919  # the quiz batches' generator, independent of the training order's
+QUIZ_SEED_OFFSET, QUIZ_AUGMENT_SEED_OFFSET = 7_919, 104_729  # the quiz order's and the quiz augmentation's
 
 
 def student_loss(student_logits, teacher_logits, labels, alpha, temperature):
@@ -141,9 +141,8 @@ def metadistil_step(student, teacher, batch, quiz_batch, *, student_opt, teacher
             new_teacher = teacher(x)
     kd_after = kd_loss(result.student_logits.detach(), new_teacher, temperature)
     grad_norm = torch.sqrt(sum((g.detach() ** 2).sum() for g in result.grads.values()))
-    return {"loss": losses["loss"].detach(), "ce": losses["ce"].detach(), "kd": losses["kd"].detach(),
-            "quiz": result.quiz_loss, "teacher_grad_norm": grad_norm,
-            "kd_before": result.losses["kd"].detach(), "kd_after": kd_after}
+    return {**{k: losses[k].detach() for k in ("loss", "ce", "kd")}, "quiz": result.quiz_loss,
+            "teacher_grad_norm": grad_norm, "kd_before": result.losses["kd"].detach(), "kd_after": kd_after}
 
 
 def kd_step(student, teacher, batch, *, student_opt, alpha=0.9, temperature=4.0, position=(0, 0)):
@@ -166,8 +165,8 @@ def toward_share(history):
 class MetaDistil(Method):
     """MetaDistil from a trained `teacher` (it keeps training) into `student`, for `kdlab.train.fit`.
 
-    `prepare` holds out the quiz set (seeded by the run's seed); with teacher_lr=0 this is exactly
-    `fit(student, split.train, distill_from(teacher))`. `monitor=(x, y)`: student and teacher accuracy
+    `prepare` holds out the quiz set (seeded by the run's seed); with teacher_lr=0 this is exactly `fit(student,
+    split.train, distill_from(teacher))`, with augmentation too. `monitor=(x, y)`: student and teacher accuracy
     every `log_every` steps. Epochs add teacher_lr, teacher_test_acc; `history.steps`: one record a step."""
 
     name = "metadistil"
@@ -177,7 +176,8 @@ class MetaDistil(Method):
                          "Eq. 3 theta_T <- theta_T - mu grad_theta_T CE(S(q; theta_S'(theta_T)))",
             "detached": "nothing in the teaching experiment; the teacher's logits in the real student's step",
             "order": "second order (the teacher's gradient is a mixed second derivative)", "loop": "epochs",
-            "deviations": "random stratified quiz split; frozen epochs skip the meta-gradient"}
+            "deviations": "random stratified quiz split; quiz augmentation from its own generator; "
+                          "frozen epochs skip the meta-gradient"}
 
     def __init__(self, student, teacher, *, teacher_lr=1e-4, alpha=0.9, temperature=4.0, quiz_fraction=0.1,
                  quiz_batch_size=None, pilot_update=True, freeze_epochs=0, teacher_momentum=0.9,
@@ -190,7 +190,7 @@ class MetaDistil(Method):
         self.alpha, self.temperature, self.lookahead_lr = alpha, temperature, lookahead_lr
         self.pilot_update, self.freeze_epochs = pilot_update, freeze_epochs
         self.quiz_fraction, self.quiz_batch_size = quiz_fraction, quiz_batch_size
-        self.teacher_optimizer = self.split = self.quiz_stream = None
+        self.teacher_optimizer = self.split = self.quiz_stream = self.quiz_rng = None
 
     def configure(self, recipe, run):
         super().configure(recipe, run)
@@ -204,14 +204,15 @@ class MetaDistil(Method):
     def prepare(self, data, run):
         size = run.batch_size if self.quiz_batch_size is None else self.quiz_batch_size
         self.split = split_quiz(data, self.quiz_fraction, run.seed, quiz_batch_size=size)
-        self.quiz_stream = quiz_batches(self.split.x_quiz, self.split.y_quiz, size,
-                                        torch.Generator().manual_seed(run.seed + QUIZ_SEED_OFFSET))
+        order = seeded_generator(run.seed + QUIZ_SEED_OFFSET)
+        self.quiz_stream = quiz_batches(self.split.x_quiz, self.split.y_quiz, size, order)
+        self.quiz_rng = seeded_generator(run.seed + QUIZ_AUGMENT_SEED_OFFSET)  # not the batch order's run.generator
         return self.split.train
 
     def quiz_batch(self, batch, run):
-        """Line 5: q ~ Q, the next batch of the quiz stream (never the training `batch`)."""
+        """Line 5: q ~ Q, the next batch of the quiz stream (never the training `batch`), augmented apart."""
         x_q, y_q = next(self.quiz_stream)
-        return run.augmented(x_q), y_q
+        return run.augmented(x_q, self.quiz_rng), y_q
 
     def step(self, batch, run):
         position = (run.epoch, run.step)
@@ -236,8 +237,7 @@ class MetaDistil(Method):
         return losses
 
     def on_epoch_end(self, record, run):
-        frozen = run.epoch < self.freeze_epochs
-        record["teacher_lr"] = 0.0 if frozen else self.teacher_optimizer.param_groups[0]["lr"]
+        record["teacher_lr"] = 0.0 if run.epoch < self.freeze_epochs else self.teacher_optimizer.param_groups[0]["lr"]
 
     def evaluate(self, data):
         return {**super().evaluate(data), "teacher_test_acc": accuracy(self.teacher, data.x_test, data.y_test)}

@@ -11,7 +11,8 @@ numbers]. K frozen teachers; student theta with regressors r_k; meta-weight nets
   E5 [3]    G = F F^T over the batch (B x B) per teacher and for sg(student); raw in the code, row-L2-
             normalised by default here, as similarity-preserving KD does (`gram="normalized" | "raw"`)
   E6 [4-5]  w^f_i   = softmax(V2 relu(V1 b_i)),  b_i = [G^t1_i, ..., G^tK_i, G^s_i] (rows i), width B(K+1)
-  E7        l^F_ik  = mean over feature entries of (r_k(F^s_i) - F^tk_i)^2
+  E7        l^F_ik  = mean over feature entries of (r_k(P F^s_i) - P F^tk_i)^2, F: the last conv maps (code:
+            feat[-2]; vectors if a model has none), P pools the larger map to the smaller's size, BEFORE r_k
   E8 [7]    L_feat  = mean_i sum_k w^f_ik l^F_ik
   E9 [9]    L_train = gamma L_CE + alpha L_logit + beta L_feat   (ALPHA = alpha; code: gamma = alpha = 1, beta = 100)
   E10       R rounds of a copy on one hard batch from theta and the momentum buffers, each with the real
@@ -28,7 +29,8 @@ student-side inputs detached at every round (as in the code's Reverse-HG), the p
 weight-net input, j >= 1, is omitted: exact for R = 2, the code's approximation for R >= 3.
 Deviations from the code: a global counter triggers the meta step every `meta_every` batches (the code:
 `idx % meta_freq == 0` per epoch, plus the last batch); no Nesterov (the code uses it forward and ignores
-it backward); any buffer >= B; the baselines (`mmkd_baselines`) are distributions, loss sum_k w_k l_k.
+it backward); any buffer >= B; the baselines (`mmkd_baselines`) are distributions, loss sum_k w_k l_k; where
+the student or a teacher is an MLP (no map), every model's vector is matched (notebooks 05 and 08, class).
 """
 import math
 
@@ -38,7 +40,7 @@ import torch.nn.functional as F
 from .. import config
 from ..data.hard_buffer import HardBuffer, check_sizes
 from ..meta import forward, momentum_buffers, params_of, unrolled_sgd
-from ..models.meta_weight import build_modules, num_classes_of, teacher_outputs, teacher_rows
+from ..models.meta_weight import build_modules, num_classes_of, pool_to, teacher_outputs, teacher_rows
 from .base import Method, make_optimizer
 from .mmkd_baselines import aver_weights, fixed_weights
 
@@ -51,14 +53,11 @@ def per_teacher_kd(student_logits, teacher_logits, temperature):
 
 
 def per_teacher_feature_mse(student_features, teacher_features):
-    """E7: MSE between each aligned r_k(F^s) and F^tk, (B, K); maps are pooled to the smaller size first."""
-    columns = []
-    for f_s, f_t in zip(student_features, teacher_features):
-        if f_s.dim() == 4 and f_s.shape[-2:] != f_t.shape[-2:]:
-            size = min(f_s.shape[-2], f_t.shape[-2]), min(f_s.shape[-1], f_t.shape[-1])
-            f_s, f_t = F.adaptive_avg_pool2d(f_s, size), F.adaptive_avg_pool2d(f_t, size)
-        columns.append((f_s - f_t).pow(2).flatten(1).mean(1))
-    return torch.stack(columns, dim=1)
+    """E7: MSE between each aligned r_k(P F^s) and P F^tk, (B, K), maps pooled to the smaller size (the
+    student's already before r_k, in `DistillationStudent`)."""
+    pairs = [(pool_to(f_s, f_t.shape[-2:]), pool_to(f_t, f_s.shape[-2:]))
+             for f_s, f_t in zip(student_features, teacher_features)]
+    return torch.stack([(f_s - f_t).pow(2).flatten(1).mean(1) for f_s, f_t in pairs], dim=1)
 
 
 def similarity_matrix(features, normalize=True):
@@ -172,7 +171,7 @@ class MMKD(Method):
     def __init__(self, student, teachers, *, temperature=4.0, alpha=1.0, beta=10.0, gamma=1.0, meta_every=5,
                  buffer_size=256, meta_lr=1e-3, meta_weight_decay=1e-4, virtual_steps=3, weighting="mmkd",
                  hard_buffer=True, logit_weights=True, feature_weights=True, feature_loss=True,
-                 logit_input="logits", gram="normalized", feature_index=-1):
+                 logit_input="logits", gram="normalized", feature_index=None):
         config.validate(NUM_TEACHERS=len(teachers) if isinstance(teachers, (list, tuple)) else 1,
                         TEMPERATURE=temperature, KD_WEIGHT=alpha, BETA=beta, GAMMA=gamma, META_EVERY=meta_every,
                         BUFFER_SIZE=buffer_size, META_LR=meta_lr, virtual_steps=virtual_steps, weighting=weighting,
@@ -200,6 +199,7 @@ class MMKD(Method):
         config.check("teacher_classes", [num_classes_of(m, x) for m in (self.model, *teachers)])
         if self.wrapper is None:  # built once: a resumed fit goes on with the same nets, optimizers and buffer
             self.wrapper, self.nets = build_modules(self.model, teachers, data, b, run.seed, self.feature_index)
+            self.feature_index = self.wrapper.feature_index  # None (the last conv map, else vectors) resolved
             r, phi = self.recipe, self.nets.parameters()
             self.optimizer = make_optimizer(self.wrapper.parameters(), "sgd", r.lr, r.momentum, r.weight_decay)
             self.meta_optimizer = make_optimizer(phi, "adam", self.meta_lr, weight_decay=self.meta_weight_decay)

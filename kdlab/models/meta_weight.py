@@ -4,6 +4,11 @@ feature regressors, plus the frozen teachers' outputs they read. The method is `
     nets = MMKDNets(num_classes=10, num_teachers=4, batch_size=50)   # phi = (logit net, feature net)
     wrapper = DistillationStudent(student, teacher_channels=[64, 256, 256, 256])
     logits, feature, aligned = wrapper(x)                             # aligned[k] = r_k(feature)
+
+The matched features (`feature_index=None`, `last_feature_index`): each model's last convolutional map, the
+official code's `feat[-2]`, when the student and every teacher have one; else every model's feature vector
+(`features[-1]`: an MLP's last hidden layer, a CNN's globally pooled last map). A student map larger than
+teacher k's is average-pooled to its size BEFORE r_k (`pool_to`), as the code's `MatchFeature` does.
 """
 import torch
 import torch.nn as nn
@@ -51,21 +56,32 @@ class Regressor(nn.Module):
         return self.body(x)
 
 
+def pool_to(feature, size):
+    """A feature map average-pooled to at most `size` = (H, W) in each dimension (the official code pools
+    the student's map to the teacher's before the regressor); vectors, and `size` None, pass unchanged."""
+    if feature.dim() != 4 or size is None:
+        return feature
+    target = tuple(min(a, b) for a, b in zip(feature.shape[-2:], size))
+    return feature if target == tuple(feature.shape[-2:]) else F.adaptive_avg_pool2d(feature, target)
+
+
 class DistillationStudent(nn.Module):
     """theta: the student and its K regressors as one module, so that one functional call (and one
-    optimizer) covers both. `forward(x)` -> (logits, the student's feature, [r_k(feature) for each k])."""
+    optimizer) covers both. `forward(x)` -> (logits, the student's feature, [r_k(pool_to(feature, size_k))
+    for each teacher k]); `teacher_sizes[k]` is teacher k's map size (H, W), or None for vectors."""
 
-    def __init__(self, student, teacher_channels, feature_index=-1, maps=False):
+    def __init__(self, student, teacher_channels, feature_index=-1, maps=False, teacher_sizes=None):
         super().__init__()
         self.student = student
         self.feature_index = feature_index
+        self.teacher_sizes = list(teacher_sizes) if teacher_sizes is not None else [None] * len(teacher_channels)
         channels = student.feature_channels[feature_index]
         self.regressors = nn.ModuleList(Regressor(channels, c, maps) for c in teacher_channels)
 
     def forward(self, x):
         logits, features = self.student(x, return_features=True)
         feature = features[self.feature_index]
-        return logits, feature, [r(feature) for r in self.regressors]
+        return logits, feature, [r(pool_to(feature, size)) for r, size in zip(self.regressors, self.teacher_sizes)]
 
 
 @torch.no_grad()
@@ -99,14 +115,30 @@ def teacher_rows(cache, index):
     return cache[0][index], [f[index] for f in cache[1]]
 
 
-def build_modules(student, teachers, data, batch_size, seed, feature_index=-1):
+@torch.no_grad()
+def last_feature_index(models, probe):
+    """-2 (the last convolutional map, the official code's `feat[-2]`) when every model in `models` has one
+    on the inputs `probe`, else -1 (every model's feature vector). Probed in eval mode, modes restored."""
+    modes = [m.training for m in models]
+    try:
+        features = [m.eval()(probe, return_features=True)[1] for m in models]
+    finally:
+        for m, mode in zip(models, modes):
+            m.train(mode)
+    return -2 if all(len(f) > 1 and f[-2].dim() == 4 for f in features) else -1
+
+
+def build_modules(student, teachers, data, batch_size, seed, feature_index=None):
     """(DistillationStudent, MMKDNets) for `data`, on its device and dtype, initialised from `seed` inside
-    `fork_rng` (the global random state is left as it was). Feature maps get convolutional regressors."""
+    `fork_rng` (the global random state is left as it was). `feature_index` None: `last_feature_index`;
+    the wrapper keeps the index used. Feature maps get convolutional regressors."""
     x = data.x_train
-    probe = teacher_outputs(teachers, x[:2], feature_index)[1]
+    index = last_feature_index([student, *teachers], x[:2]) if feature_index is None else feature_index
+    probe = teacher_outputs(teachers, x[:2], index)[1]
+    sizes = [tuple(f.shape[-2:]) if f.dim() == 4 else None for f in probe]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        wrapper = DistillationStudent(student, [f.shape[1] for f in probe], feature_index, probe[0].dim() == 4)
+        wrapper = DistillationStudent(student, [f.shape[1] for f in probe], index, probe[0].dim() == 4, sizes)
         wrapper = wrapper.to(device=x.device, dtype=x.dtype)
         nets = MMKDNets(data.num_classes, len(teachers), batch_size).to(x.device, x.dtype)
     return wrapper, nets

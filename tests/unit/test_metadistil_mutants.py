@@ -14,6 +14,7 @@ from tests.mutation import assert_caught
 from tests.unit.test_metadistil import (check_fit_is_algorithm_1_over_epochs, check_meta_gradient_matches_plain_torch,
                                         check_meta_gradient_matches_the_closed_form, check_one_step_is_algorithm_1,
                                         check_zero_teacher_lr_is_kd_on_the_90_split)
+from tests.unit.test_metadistil_quiz import check_zero_teacher_lr_is_kd_with_augmentation
 
 _experiment, _meta_gradient, _step = md.teaching_experiment, md.teacher_meta_gradient, md.metadistil_step
 _teacher_update, _prepare = md.teacher_update, md.MetaDistil.prepare
@@ -60,6 +61,15 @@ def _sign_flipped(teacher, teacher_opt, grads):
     _teacher_update(teacher, teacher_opt, {name: -g for name, g in grads.items()})
 
 
+def _quiz_augmented_from_the_batch_order(self, batch, run):  # the deviation of issue 19, as it was
+    x_q, y_q = next(self.quiz_stream)
+    return run.augmented(x_q), y_q
+
+
+def _quiz_not_augmented(self, batch, run):
+    return next(self.quiz_stream)
+
+
 def _trains_on_the_quiz_images_too(self, data, run):
     _prepare(self, data, run)
     return data
@@ -79,6 +89,10 @@ MUTANTS = {
     "quiz batch drawn from the training batch":
         lambda: patch.object(md.MetaDistil, "quiz_batch", lambda self, batch, run: (batch.x, batch.y)),
     "quiz stream seeded like the batch order": lambda: patch.object(md, "QUIZ_SEED_OFFSET", 0),
+    "quiz batch augmented from the training batch order's generator":
+        lambda: patch.object(md.MetaDistil, "quiz_batch", _quiz_augmented_from_the_batch_order),
+    "quiz batch not augmented in an augmented run":
+        lambda: patch.object(md.MetaDistil, "quiz_batch", _quiz_not_augmented),
     "teacher optimizer left out of the schedule":
         lambda: patch.object(md.MetaDistil, "optimizers", lambda self: [self.optimizer]),
     "student trains on the quiz images too": lambda: patch.object(md.MetaDistil, "prepare",
@@ -95,6 +109,8 @@ CAUGHT_BY = {
     "sign of the teacher step flipped": lambda: check_one_step_is_algorithm_1(pilot=False),
     "quiz batch drawn from the training batch": check_fit_is_algorithm_1_over_epochs,
     "quiz stream seeded like the batch order": check_fit_is_algorithm_1_over_epochs,
+    "quiz batch augmented from the training batch order's generator": check_zero_teacher_lr_is_kd_with_augmentation,
+    "quiz batch not augmented in an augmented run": check_zero_teacher_lr_is_kd_with_augmentation,
     "teacher optimizer left out of the schedule": check_fit_is_algorithm_1_over_epochs,
     "student trains on the quiz images too": check_zero_teacher_lr_is_kd_on_the_90_split,
 }

@@ -1,12 +1,53 @@
-"""kdlab.data.quiz (MetaDistil's quiz split and quiz stream) and every bad input MetaDistil refuses by name."""
+"""kdlab.data.quiz (MetaDistil's quiz split, quiz stream and its augmentation) and every bad input MetaDistil
+refuses by name."""
+import copy
+from unittest.mock import patch
+
 import pytest
 import torch
 
+from kdlab.data.base import DataSplits
+from kdlab.data.cifar import augment
 from kdlab.data.quiz import quiz_batches, split_quiz
 from kdlab.errors import ParameterError
 from kdlab.methods import metadistil as md
-from kdlab.train import fit
+from kdlab.models import MLP
+from kdlab.train import distill_from, fit
 from tests.unit.test_metadistil import RECIPE, digit_models, digits64
+
+
+def crop_flip(x, generator):
+    """The CIFAR runs' augmentation (RepDistiller's random crop with padding 4 and horizontal flip)."""
+    return augment(x, "cifar100", generator=generator)
+
+
+def check_zero_teacher_lr_is_kd_with_augmentation():
+    """With crop/flip augmentation, teacher_lr=0 still takes KD's steps on the 80 % bit for bit: the quiz
+    batches are augmented from their own generator (seed + QUIZ_AUGMENT_SEED_OFFSET), never the batch order's."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(60, 3, 32, 32, generator=g), torch.arange(60) % 10
+    data = DataSplits("fake-cifar", x, y, x[:20], y[:20], 10, (3, 32, 32))
+    torch.manual_seed(0)
+    student, teacher = MLP(3 * 32 * 32, hidden=(8,), num_classes=10), MLP(3 * 32 * 32, hidden=(16,), num_classes=10)
+    kd_student, seed = copy.deepcopy(student), 3
+    recipe = dict(epochs=2, lr=0.05, batch_size=16, seed=seed, progress=False, augment=crop_flip)
+    fit(kd_student, split_quiz(data, 0.2, seed).train, distill_from(copy.deepcopy(teacher), 0.9, 4.0), **recipe)
+    method = md.MetaDistil(student, teacher, teacher_lr=0.0, quiz_fraction=0.2, quiz_batch_size=6)
+    quizzes, real_step = [], md.metadistil_step
+
+    def recording_step(s, t, batch, quiz, **options):
+        quizzes.append(quiz[0])
+        return real_step(s, t, batch, quiz, **options)
+
+    with patch.object(md, "metadistil_step", recording_step):
+        fit(method, data, **recipe)
+    for a, b in zip(student.state_dict().values(), kd_student.state_dict().values()):
+        assert torch.equal(a, b), "teacher_lr=0 with augmentation must take exactly KD's steps"
+    order = quiz_batches(method.split.x_quiz, method.split.y_quiz, 6,
+                         torch.Generator().manual_seed(seed + md.QUIZ_SEED_OFFSET))
+    rng = torch.Generator().manual_seed(seed + md.QUIZ_AUGMENT_SEED_OFFSET)
+    assert len(quizzes) == 6 and all(torch.equal(x_q, crop_flip(next(order)[0], rng)) for x_q in quizzes), \
+        "every quiz batch is augmented, from the quiz's own generator"
 
 
 def test_quiz_split_is_seeded_stratified_and_disjoint():
@@ -78,3 +119,7 @@ def test_bad_inputs_are_refused_by_name(kwargs, name, allowed):
     with pytest.raises(ParameterError, match=name) as err:
         md.MetaDistil(student, teacher, **kwargs)
     assert allowed in str(err.value)
+
+
+def test_zero_teacher_lr_reproduces_kd_bit_for_bit_with_augmentation_too():
+    check_zero_teacher_lr_is_kd_with_augmentation()
