@@ -2,6 +2,7 @@
 #   make lab    JupyterLab on 127.0.0.1 with a token, opened on notebooks/
 #   make test   the whole suite: unit tests, every notebook in the smoke profile (papermill + nbval)
 #   make run    every notebook headless in the class profile, with one table of run times and key numbers
+#   make reproduce   the papers' headline settings at paper scale (GPU); SETTINGS=..., REPRODUCE_ARGS=--dry-run
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -11,7 +12,7 @@ PROFILE ?= class
 PYTEST_ARGS ?=
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: venv lab test unit notebooks run doctor gpu-test bench student sweep clean-runs
+.PHONY: venv lab test unit notebooks run doctor gpu-test bench student sweep reproduce clean-runs
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,6 +54,11 @@ student: venv
 
 bench: venv
 	$(PY) benchmarks/bench_meta.py --quick
+
+SETTINGS ?= all
+REPRODUCE_ARGS ?=
+reproduce: venv
+	$(PY) -m kdlab.cli reproduce $(SETTINGS) $(REPRODUCE_ARGS)
 
 clean-runs:
 	rm -rf runs

@@ -254,6 +254,48 @@ register("methods", _methods, help="list the methods of the registry with their 
          "what is detached, gradient order, loop)",
          configure=lambda parser: parser.add_argument("names", nargs="*", help="method names (default: all)"))
 
+# --------------------------------------------------------------------------- reproduce
+
+
+def _reproduce_arguments(parser):
+    parser.add_argument("settings", nargs="*", metavar="SETTING", help="kdlab.recipes names, or 'all' (default)")
+    parser.add_argument("--list", action="store_true", help="print the recipe table and exit")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds per setting (default 1)")
+    parser.add_argument("--epochs", type=int, help="shorten every run (iterations for few-shot settings); the row "
+                        "is marked not comparable")
+    parser.add_argument("--out", help="folder of the tables and checkpoints (default runs/reproduce)")
+    parser.add_argument("--executor", default="local", help="local (default) or dask")
+    parser.add_argument("--scheduler", help="Dask scheduler address (tcp://HOST:PORT) with --executor dask")
+    parser.add_argument("--workers", type=int, default=1, help="local worker threads (default 1)")
+    parser.add_argument("--checkpoint-every", type=int, help="epochs (iterations) between checkpoints")
+    parser.add_argument("--device", help="torch device (default: cuda if available; cpu for --dry-run)")
+    parser.add_argument("--dry-run", action="store_true", help="a few steps on CPU with FakeData of the real shapes")
+    parser.add_argument("--steps", type=int, default=2, help="steps per epoch in the dry run (default 2)")
+    parser.add_argument("--batch", type=int, help="a smaller batch (meta-batch) for the dry run only")
+
+
+def _reproduce(args):
+    from . import recipes, reproduce
+
+    if args.list:
+        print(recipes.table())
+        return 0
+    result = reproduce.reproduce(args.settings, seeds=args.seeds, epochs=args.epochs, out=args.out,
+                                 executor=args.executor, scheduler=args.scheduler, workers=args.workers,
+                                 dry_run=args.dry_run, steps=args.steps, batch=args.batch,
+                                 checkpoint_every=args.checkpoint_every, device=args.device)
+    rows, costs = result if args.dry_run else (result, [])
+    for row in rows:
+        print(f"{row['setting']}: paper {row['paper_number']}, ours {row['ours_mean']} ± {row['ours_half_width']} "
+              f"({row['seeds']} seeds, comparable: {row['comparable']})")
+    for row in costs:
+        print(f"{row['setting']}: {row['step_ms']} ms/step, {row['peak_mb']} MB, projected {row['projected_hours']} h")
+    return 0
+
+
+register("reproduce", _reproduce, help="run the papers' headline settings (kdlab.recipes) and compare with the "
+         "papers; --dry-run checks every path on CPU with FakeData", configure=_reproduce_arguments)
+
 
 if __name__ == "__main__":  # import by name, so extensions register into the same COMMANDS
     from kdlab.cli import main as kdlab_main
