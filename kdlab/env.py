@@ -62,6 +62,7 @@ class Run:
     data_root: Path
     threads: int
     headless: bool
+    requested_profile: str = None  # the notebook's PROFILE, when KDLAB_PROFILE overrode it
 
     def generator(self, offset=0) -> torch.Generator:
         """A CPU generator seeded from SEED (+ offset) for data order and splits."""
@@ -78,13 +79,14 @@ def setup(profile="class", seed=0, device="auto", *, threads=None, data_root=Non
 
     `expected` maps profile -> expected run time (a string), printed so a student knows what to expect.
     """
-    profile = config.resolve_profile(profile)
+    resolved = config.resolve_profile(profile)
     seed_everything(seed)
     chosen = pick_device(device)
     threads = threads or default_threads(chosen)
     torch.set_num_threads(threads)
     root = resolve_data_root(data_root)
-    run = Run(profile, seed, chosen, root, threads, headless())
+    requested = profile if profile != resolved else None
+    run = Run(resolved, seed, chosen, root, threads, headless(), requested)
     if not quiet:
         print(banner(run, expected))
     return run
@@ -100,6 +102,11 @@ def banner(run: Run, expected=None) -> str:
         f"kdlab {kdlab.__version__} | python {platform.python_version()} | torch {torch.__version__}",
         f"device {device} | {run.threads} CPU threads | seed {run.seed}",
         f"profile {run.profile!r}: {config.PROFILE_HELP[run.profile]}",
+    ]
+    if run.requested_profile is not None:
+        lines.append(f"  (set by the environment variable KDLAB_PROFILE={run.profile}: it overrides PROFILE="
+                     f"{run.requested_profile!r} of the parameters cell; unset it to use the cell's value)")
+    lines += [
         f"data root {run.data_root}",
     ]
     if expected and run.profile in expected:

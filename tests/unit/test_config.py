@@ -81,3 +81,13 @@ def test_setup_banner_names_profile_and_expected_time(capsys):
     kdlab.setup("smoke", 0, "cpu", expected={"smoke": "about 30 s"})
     out = capsys.readouterr().out
     assert "profile 'smoke'" in out and "about 30 s" in out and "torch" in out
+
+
+def test_banner_says_when_kdlab_profile_overrides_the_parameters_cell(capsys, monkeypatch):
+    monkeypatch.setenv("KDLAB_PROFILE", "smoke")
+    run = kdlab.setup("class", 0, "cpu")
+    out = capsys.readouterr().out
+    assert run.profile == "smoke" and "KDLAB_PROFILE=smoke" in out and "PROFILE='class'" in out
+    monkeypatch.delenv("KDLAB_PROFILE")
+    kdlab.setup("class", 0, "cpu")
+    assert "KDLAB_PROFILE" not in capsys.readouterr().out, "no override, no override line"
