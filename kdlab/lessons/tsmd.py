@@ -12,7 +12,6 @@ import torch.nn.functional as F
 
 from .. import meta
 from ..data import load
-from ..data.base import DataSplits, stratified_split
 from ..data.episodes import EpisodeSampler
 from ..losses import kd_loss, soft_targets
 from ..losses_relational import rkd_loss
@@ -22,7 +21,8 @@ from ..methods.episodic import accuracy
 from ..models import Conv4, create
 from ..models.conv4 import conv4_pair as glyph_pair  # noqa: F401 (the notebook's model pair)
 from ..stats import episodes_ci, mean_ci, paired_difference
-from ..train import fit, fit_episodes
+from ..train import fit_episodes
+from ..train.pretrain import pretrain_teacher  # noqa: F401 (the notebook's teacher initialisation)
 from ..widgets import Panel, log_slider, slider
 
 ROWS = ("student", "fixed_teacher", "ours", "oracle")
@@ -245,22 +245,6 @@ def adaptation_panel(teacher, student, tasks, *, inner_steps=1, inner_lr=0.4, kd
                                     f"KD_WEIGHT {d['kd_weight']:g}, T {d['temperature']:g}: "
                                     f"student {d['with_kd']:.1f}% with KD vs {d['without_kd']:.1f}% without; "
                                     f"teacher {d['teacher']:.1f}% ({d['seconds']:.1f} s)"))
-
-
-def pretrain_teacher(fewshot, model, *, epochs, ways=None, lr=0.05, batch_size=128, seed=0, holdout=0.05):
-    """The paper's teacher initialisation: ordinary classification over all meta-train classes (it trains its
-    ResNet-50 for 160 epochs) with `kdlab.train.fit`, then a fresh `ways`-class head if `ways` is given.
-    Returns the model and its History."""
-    split = fewshot.split("train")
-    held, kept = stratified_split(split.local_labels.cpu(), int(holdout * len(split)),
-                                  torch.Generator().manual_seed(seed))
-    data = DataSplits(f"{fewshot.name} meta-train classes", split.images[kept], split.local_labels[kept],
-                      split.images[held], split.local_labels[held], split.num_classes, tuple(split.images.shape[1:]))
-    history = fit(model, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
-    if ways is not None:
-        model.classifier = torch.nn.Linear(model.classifier.in_features, ways).to(next(model.parameters()).device)
-        model.num_classes = ways
-    return model, history
 
 
 def full_benchmark(name, *, shots, ways=5, seed=0, teacher_name="resnet32x4", teacher_epochs=160, iterations=10_000,

@@ -50,7 +50,7 @@ def trained_teacher(setting, data, index, *, dry_run, seed, device, log=print):
         from ..train import fit
 
         if setting.episodic:
-            from ..lessons.tsmd import pretrain_teacher
+            from ..train.pretrain import pretrain_teacher
 
             model = make_model(setting.teacher, data.split("train").num_classes, setting, teacher_seed, device)
             pretrain_teacher(data, model, epochs=160, ways=setting.ways, seed=teacher_seed)
