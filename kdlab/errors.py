@@ -26,3 +26,8 @@ class CorruptCacheError(KdlabError, RuntimeError):
 
 class TrainingDivergedError(KdlabError, FloatingPointError):
     """A loss became NaN or infinite; the message suggests a fix."""
+
+
+class RunningStatisticsWarning(UserWarning):
+    """BatchNorm's running statistics were asked for (bn="running") but describe no data: never updated,
+    or not kept at all. `warnings.simplefilter("error", RunningStatisticsWarning)` turns it into a refusal."""

@@ -15,9 +15,9 @@ with what every kdlab install already has, the TrueType fonts in `matplotlib.get
   information (`shift_fraction` adds random offsets; they make the task much harder, see below).
 
 **Look-alikes are removed on purpose**, otherwise some episodes would be unsolvable (Latin A, Greek Alpha
-and Cyrillic A are the same drawing). Two rules, applied to every candidate in priority order (letters,
-then digits, then symbols; lower code point first), and a candidate that matches an already kept class
-is dropped:
+and Cyrillic A are the same drawing), and a meta-test class that looks like a meta-train class would
+not be new. Three rules, applied to every candidate in priority order (letters, then digits, then
+symbols; lower code point first), and a candidate that matches an already kept class is dropped:
 
 1. *Unicode decomposition*: the NFKD decomposition without combining marks is the character's base
    (é -> e, ² -> 2, Ǆ -> DŽ -> DZ); variants of a base are dropped, keeping the base itself when covered.
@@ -28,20 +28,29 @@ is dropped:
    (A / Greek Alpha / Cyrillic A: 0.00-0.01), case pairs that differ only in size (x/X 0.08, o/O 0.10,
    c/C and z/Z 0.11), digit and letter twins (0/O 0.10, 3 and Latin open e 0.10), l/I (0.11), and heavy,
    light or dashed variants of box lines and arrows; distinct pairs stay (a/A 0.32, E/Sigma 0.24, k/K 0.20).
+3. *Across splits, every style*: two characters of different splits must also be at least
+   `cross_split_threshold` (0.12) apart in each font style they share, not only on average. A sample is
+   drawn in one style, and some scripts coincide in one style only: italic Cyrillic te and i are drawn
+   as Latin m and u (distance 0.00 in those styles, 0.25 and 0.17 on average), and the up arrow U+2191
+   is the raised up arrow U+A71B drawn larger (0.05 in the closest style, 0.13 on average). Without this
+   rule such pairs put a meta-train drawing into meta-test. `nearest_cross_split_pairs` lists the
+   closest pairs that remain.
 
 Generation is deterministic given `seed` (and the font files and Pillow version, both in the cache key):
 sample `j` of a character depends only on the seed, the code point and `j`, so smaller configurations
 (`max_classes_per_split`, `samples_per_class`) are subsets of larger ones. The result is cached under
 `kdlab.paths.cache_dir(root)` with `kdlab.cache.load_or_build`, keyed by the generation config. A full
-build takes about 5 s for the catalogue plus 6 s for the 26,800 images at 28x28 (2-core CPU); smaller
-configurations take a fraction of a second.
+build takes about 5 s for the catalogue plus 6 s for the 24,360 images at 28x28 (2-core CPU); smaller
+configurations take a fraction of a second. The cache key holds every GlyphConfig field and
+GENERATOR_VERSION, so a change of rule or threshold never reuses an old catalogue or image set.
 
-**Difficulty** with the defaults (1,340 classes: 873 meta-train / 149 meta-val / 318 meta-test; 5-way
-1-shot on meta-test): pixel-space nearest neighbour 72 % (5-shot: 85 %). MAML with kdlab's Conv-4
-(32 channels, 1 inner step of lr 0.4, meta-batch 4, 15 queries, Adam 1e-3, 3 test steps) reaches 93.7 and
-93.9 % (two seeds) after 400 meta-iterations, 33 s of CPU; 85 % with 8 channels. At 16x16 it learns more
+**Difficulty** with the defaults (1,218 classes: 860 meta-train / 106 meta-val / 252 meta-test; 5-way
+1-shot on meta-test, 600 episodes of 15 queries): pixel-space nearest neighbour 73 % (5-shot: 93 %).
+MAML with kdlab's Conv-4 (32 channels, 1 inner step of lr 0.4, meta-batch 4, 15 queries, Adam 1e-3,
+3 test steps) reaches 93.9 % (seed 0) after 400 meta-iterations, about 33 s of CPU. Measured before
+rule 3 (1,340 classes): 93.7 and 93.9 % (two seeds), 85 % with 8 channels; at 16x16 it learns more
 slowly (83-87 % after 400 iterations, 90-92 % after 1,000). The strongest knob is `shift_fraction`:
-0.1 brings the nearest neighbour down to 53 % and MAML (16x16, 400 iterations) to 63 %.
+0.1 brings the nearest neighbour down to 53 % and MAML (16x16, 400 iterations) to 63 % (before rule 3).
 """
 import contextlib
 import functools
@@ -66,7 +75,7 @@ except ImportError:  # the registry is optional: the loader works on its own
     def register(*args, **kwargs):
         return lambda loader: loader
 
-GENERATOR_VERSION = 2  # bump whenever the rendering changes, so old caches are not reused
+GENERATOR_VERSION = 3  # bump whenever the rendering changes, so old caches are not reused
 RENDER_POINTS = 48          # glyphs are rasterised at this size, then transformed and box-filtered down
 SUPERSAMPLE = 2             # output pixels are averages of 2x2 transformed pixels (anti-aliasing)
 LOOKALIKE_SIZE = 20         # resolution of the clean renderings compared by the look-alike rule
@@ -129,6 +138,7 @@ class GlyphConfig:
     seed: int = 0
     min_styles: int = 8
     lookalike_threshold: float = 0.12
+    cross_split_threshold: float = 0.12
     rotation_deg: float = 5.0
     scale_range: tuple = (0.85, 1.05)
     shift_fraction: float = 0.0
@@ -165,6 +175,8 @@ _CONFIG_RULES = {
     "seed": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
     "min_styles": (lambda v: _int(v) and 1 <= v <= len(FONT_STYLES), f"an integer from 1 to {len(FONT_STYLES)}"),
     "lookalike_threshold": (lambda v: _real(v) and 0 <= v <= 1, "a number in [0, 1] (0 keeps all look-alikes)"),
+    "cross_split_threshold": (lambda v: _real(v) and 0 <= v <= 1,
+                              "a number in [0, 1] (0 lets look-alikes cross between splits)"),
     "rotation_deg": (lambda v: _real(v) and 0 <= v <= 180, "a number of degrees in [0, 180]"),
     "scale_range": (lambda v: len(v) == 2 and all(_real(s) for s in v) and 0.2 <= v[0] <= v[1] <= 1.25,
                     "a pair (low, high) with 0.2 <= low <= high <= 1.25"),
@@ -214,6 +226,11 @@ def alphabet_of(char):
     if alphabet == "Latin" and not unicodedata.category(char).startswith("L"):
         return LATIN_SIGNS_ALPHABET
     return alphabet
+
+
+def split_of(char):
+    """The split ("train", "val" or "test") of `char`'s alphabet, or None when its block is not used."""
+    return _SPLIT_OF_ALPHABET.get(alphabet_of(char))
 
 
 def unicode_base(char):
@@ -383,47 +400,84 @@ def lookalike_images(pool):
 
 def lookalike_distances(images, drawn):
     """RMS pixel difference of every pair, averaged over the styles both draw (inf when none is shared)."""
+    return pair_distances(images, drawn)[0]
+
+
+def closest_style_distances(images, drawn):
+    """RMS pixel difference of every pair in the style, of those both draw, where the two are most alike
+    (inf when no style is shared): how far apart they look to a drawer of that style."""
+    return pair_distances(images, drawn)[1]
+
+
+def pair_distances(images, drawn):
+    """Both distances of every pair in one pass over the styles: (style-averaged, closest-style)."""
     total = torch.zeros(images.shape[0], images.shape[0])
     shared = torch.zeros_like(total)
+    closest = torch.full_like(total, math.inf)
     for style in range(images.shape[1]):
-        both = (drawn[:, style, None] & drawn[None, :, style]).float()
+        both = drawn[:, style, None] & drawn[None, :, style]
         rms = torch.cdist(images[:, style], images[:, style]) / math.sqrt(images.shape[-1])
         total += rms * both
         shared += both
-    return torch.where(shared > 0, total / shared.clamp(min=1), torch.full_like(total, math.inf))
+        closest = torch.where(both, torch.minimum(closest, rms), closest)
+    averaged = torch.where(shared > 0, total / shared.clamp(min=1), torch.full_like(total, math.inf))
+    return averaged, closest
 
 
-def drop_pixel_lookalikes(pool, threshold):
-    """Rule 2: walk the pool in priority order, dropping characters within `threshold` of a kept one."""
+def drop_pixel_lookalikes(pool, threshold, cross_split_threshold=0.0):
+    """Rules 2 and 3: walk the pool in priority order, dropping a character whose style-averaged distance
+    to a kept one is below `threshold` ("pixels"), or whose closest-style distance to a kept one of another
+    split is below `cross_split_threshold` ("another split")."""
     order = sorted(pool, key=priority)
     ordered = {cp: pool[cp] for cp in order}
     images, drawn = lookalike_images(ordered)
-    distances = lookalike_distances(images, drawn)
+    distances, closest = pair_distances(images, drawn)
+    split_number = torch.tensor([SPLITS.index(split_of(chr(cp))) for cp in order])
     enough = drawn.sum(1) >= 1
     kept_rows, dropped = [], {}
     for row, code_point in enumerate(order):
         if not enough[row]:
             continue
         if kept_rows:
-            nearest = distances[row, kept_rows]
+            kept = torch.tensor(kept_rows)
+            nearest = distances[row, kept]
             best = int(nearest.argmin())
             if float(nearest[best]) < threshold:
                 dropped[code_point] = (order[kept_rows[best]], "pixels")
+                continue
+            across = torch.where(split_number[kept] != split_number[row], closest[row, kept], math.inf)
+            best = int(across.argmin())
+            if float(across[best]) < cross_split_threshold:
+                dropped[code_point] = (order[kept_rows[best]], "another split")
                 continue
         kept_rows.append(row)
     kept = {order[row]: tuple(s for s in ordered[order[row]] if drawn[row, s]) for row in kept_rows}
     return kept, dropped
 
 
-def build_catalogue(min_styles, threshold):
-    """Candidates, minus Unicode variants, minus pixel look-alikes, minus styles that draw no ink."""
+def build_catalogue(min_styles, threshold, cross_split_threshold=0.0):
+    """Candidates, minus Unicode variants, minus pixel look-alikes (within and across splits), minus styles
+    that draw no ink."""
     pool, dropped = drop_unicode_variants(candidates(min_styles))
     with _one_torch_thread():
-        kept, pixel_dropped = drop_pixel_lookalikes(pool, threshold)
+        kept, pixel_dropped = drop_pixel_lookalikes(pool, threshold, cross_split_threshold)
     dropped.update(pixel_dropped)
     kept = {cp: styles for cp, styles in kept.items() if len(styles) >= min_styles}
     order = sorted(kept, key=priority)
     return Catalogue(order, [alphabet_of(chr(cp)) for cp in order], [kept[cp] for cp in order], dropped)
+
+
+def nearest_cross_split_pairs(cat, count=1):
+    """The `count` closest pairs of catalogue characters in different splits by closest-style distance,
+    nearest first: [(distance, code point, code point)]. Rule 3 keeps every one at or above its threshold."""
+    with _one_torch_thread():
+        images, drawn = lookalike_images(dict(zip(cat.code_points, cat.styles)))
+        closest = closest_style_distances(images, drawn)
+    split_number = torch.tensor([SPLITS.index(_SPLIT_OF_ALPHABET[a]) for a in cat.alphabets])
+    pair_once = (split_number[:, None] != split_number[None, :]).triu(diagonal=1)
+    values, flat = torch.where(pair_once, closest, math.inf).flatten().topk(count, largest=False)
+    rows = [divmod(int(i), len(cat.code_points)) for i in flat]
+    return [(float(v), cat.code_points[a], cat.code_points[b]) for v, (a, b) in zip(values, rows)]
 
 
 @contextlib.contextmanager
@@ -448,13 +502,15 @@ def _versions():
 _CATALOGUES = {}
 
 
-def catalogue(root=None, min_styles=8, lookalike_threshold=0.12):
+def catalogue(root=None, min_styles=8, lookalike_threshold=0.12, cross_split_threshold=0.12):
     """The class catalogue: from memory, else from the disk cache under `root`, else built (seconds)."""
-    settings = {"min_styles": int(min_styles), "threshold": float(lookalike_threshold), **_versions()}
+    settings = {"min_styles": int(min_styles), "threshold": float(lookalike_threshold),
+                "cross_split_threshold": float(cross_split_threshold), **_versions()}
     key = config_key(settings)
     if key not in _CATALOGUES:
         path = cache_dir(root) / f"glyphs-catalogue-{key}.pt"
-        state = load_or_build(path, lambda: build_catalogue(min_styles, lookalike_threshold).state())
+        state = load_or_build(
+            path, lambda: build_catalogue(min_styles, lookalike_threshold, cross_split_threshold).state())
         _CATALOGUES[key] = Catalogue.from_state(state)
     return _CATALOGUES[key]
 
@@ -506,8 +562,8 @@ def load_glyphs(root=None, device="cpu", **options):
     """The `glyphs` few-shot set: classes are characters, alphabets are Unicode script/symbol groups.
 
     Options (all of GlyphConfig): image_size=28, samples_per_class=20, max_classes_per_split=None,
-    seed=0, min_styles=8, lookalike_threshold=0.12, and the jitter knobs rotation_deg, scale_range,
-    shift_fraction, shear, stroke_max, noise_std. Example:
+    seed=0, min_styles=8, lookalike_threshold=0.12, cross_split_threshold=0.12, and the jitter knobs
+    rotation_deg, scale_range, shift_fraction, shear, stroke_max, noise_std. Example:
 
         data = load_glyphs(image_size=16, max_classes_per_split=200)
         print(data.summary())
@@ -517,7 +573,7 @@ def load_glyphs(root=None, device="cpu", **options):
         raise ParameterError("option", unknown[0],
                              f"one of glyphs' options {', '.join(f.name for f in fields(GlyphConfig))}")
     config = GlyphConfig(**options)
-    cat = catalogue(root, config.min_styles, config.lookalike_threshold)
+    cat = catalogue(root, config.min_styles, config.lookalike_threshold, config.cross_split_threshold)
     key = config_key({**_plain(asdict(config)), **_versions()})
     path = cache_dir(root) / f"glyphs-{key}.pt"
     state = load_or_build(path, lambda: build_state(cat, config))

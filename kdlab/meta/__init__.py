@@ -6,7 +6,8 @@
     query_loss = F.cross_entropy(meta.forward(net, fast, x_q), y_q)
     query_loss.backward()                                          # MAML's second-order meta-gradient
 
-- `forward`: `torch.func.functional_call` with a BatchNorm policy ("transductive", "support", "running").
+- `forward`: `torch.func.functional_call` with a BatchNorm policy ("transductive", "support", "running");
+  "running" warns when the running statistics were never updated (kdlab.meta itself never updates them).
 - `inner_loop`: MAML's Eq. 1, k steps; first or second order; float or per-parameter (Meta-SGD) lr;
   backend "func" (default) or "higher".
 - `lookahead`: one differentiable step whose loss may depend on outside parameters (MetaDistil,
@@ -19,9 +20,9 @@ gradients and nothing else (see `steps`).
 """
 from .episodes import adapt_and_predict, evaluate, maml_step
 from .functional import (BN_POLICIES, batch_norms, bn_mode, buffers_of, forward, params_of,
-                         preserved_buffers)
+                         preserved_buffers, unusable_running_statistics)
 from .steps import BACKENDS, Adapted, inner_loop, lookahead, momentum_buffers, sgd_step, unrolled_sgd
 
 __all__ = ["BN_POLICIES", "BACKENDS", "Adapted", "params_of", "buffers_of", "preserved_buffers",
-           "batch_norms", "bn_mode", "forward", "sgd_step", "inner_loop", "lookahead", "unrolled_sgd",
-           "momentum_buffers", "maml_step", "evaluate", "adapt_and_predict"]
+           "batch_norms", "bn_mode", "unusable_running_statistics", "forward", "sgd_step", "inner_loop",
+           "lookahead", "unrolled_sgd", "momentum_buffers", "maml_step", "evaluate", "adapt_and_predict"]

@@ -5,16 +5,21 @@
     out = forward(net, params, x, bn="running")                     # the module's running statistics
 
 kdlab.meta never writes a module's buffers: batch statistics are computed without updating the
-running ones, and `preserved_buffers` restores them around any code that might.
+running ones, and `preserved_buffers` restores them around any code that might. So a network trained
+only through kdlab.meta still holds PyTorch's initial running statistics (mean 0, variance 1), and
+bn="running" then warns (`RunningStatisticsWarning`): its outputs are not normalised by any data.
 """
 import contextlib
+import sys
+import warnings
 from collections import OrderedDict
+from pathlib import Path
 
 import torch
 from torch.func import functional_call
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..errors import ParameterError
+from ..errors import ParameterError, RunningStatisticsWarning
 
 BN_POLICIES = ("transductive", "support", "running")
 _BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
@@ -76,6 +81,50 @@ def _layers_in_mode(layers, bn):
             m.training = mode
 
 
+def unusable_running_statistics(module):
+    """The BatchNorm layers whose running statistics describe no data, by name: never updated (0 batches
+    tracked, mean all 0, variance all 1, as PyTorch creates them) or not kept (track_running_stats=False:
+    eval mode then normalises with each batch's own statistics). Returns (never updated, not kept)."""
+    never, not_kept = [], []
+    for name, m in batch_norms(module):
+        if m.running_mean is None or m.running_var is None:
+            not_kept.append(name)
+        elif (m.num_batches_tracked is None or int(m.num_batches_tracked) == 0) \
+                and not m.running_mean.any() and bool((m.running_var == 1).all()):
+            never.append(name)
+    return never, not_kept
+
+
+def warn_if_running_statistics_unusable(module):
+    """One RunningStatisticsWarning line when bn="running" would normalise with statistics of no data,
+    attributed to the first caller outside kdlab (so an evaluation loop shows it once, at the user's line)."""
+    never, not_kept = unusable_running_statistics(module)
+    if never:
+        message = (f"bn='running' uses BatchNorm running statistics that were never updated ({_names(never)}): "
+                   "they are PyTorch's initial mean 0 and variance 1, because kdlab.meta never writes them; "
+                   "use bn='transductive' or bn='support', or update them first with forward passes in train mode")
+    elif not_kept:
+        message = (f"bn='running' asks for running statistics that BatchNorm layers {_names(not_kept)} do not keep "
+                   "(track_running_stats=False), so eval mode normalises with each batch's own, as "
+                   "bn='transductive' does; use bn='transductive' or bn='support'")
+    else:
+        return
+    warnings.warn(message, RunningStatisticsWarning, stacklevel=_first_level_outside_kdlab())
+
+
+def _first_level_outside_kdlab():
+    kdlab_dir = str(Path(__file__).resolve().parents[1])
+    frame, level = sys._getframe(1), 1  # level 1: the function that calls warnings.warn
+    while frame is not None and frame.f_code.co_filename.startswith(kdlab_dir):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _names(layers):
+    shown = ", ".join(name or "the module itself" for name in layers[:3])
+    return shown + (f" and {len(layers) - 3} more" if len(layers) > 3 else "")
+
+
 def _without_running_statistics(layers):
     """None for every BatchNorm buffer: train-mode BatchNorm then uses batch statistics and writes nothing."""
     return {f"{name}.{b}" if name else b: None
@@ -128,12 +177,15 @@ def forward(module, params, x, *, bn="transductive", support=None, **model_kwarg
       "transductive"  statistics of the batch `x` itself (MAML's code: the query set shares statistics);
       "support"       statistics of the `support` inputs, computed with the same `params` and reused,
                       unchanged, to normalise `x` (with support=None, `x` is the support set);
-      "running"       the module's running statistics (eval mode).
+      "running"       the module's running statistics (eval mode); warns (RunningStatisticsWarning) when
+                      they were never updated or are not kept, since they then normalise with no data.
     """
     check_bn(bn)
     layers = batch_norms(module)
     tensors = dict(params)
-    if bn != "running":
+    if bn == "running":
+        warn_if_running_statistics_unusable(module)
+    else:
         tensors.update(_without_running_statistics(layers))
     tie_weights = _has_tied_parameters(module)  # untying costs time, so only when there is a tie
     with _layers_in_mode(layers, bn):

@@ -117,6 +117,8 @@ def test_unicode_base_strips_accents_and_compatibility_forms():
     ("0", "O", "pixels"),        # digit zero and letter O
     ("é", "e", "unicode"),       # an accented variant of its base letter
     ("ά", "α", "unicode"),
+    ("\u0442", "m", "another split"),   # Cyrillic te (meta-test): italic fonts draw it as Latin m (meta-train)
+    ("\u2191", "\ua71b", "another split"),  # the up arrow (meta-test) is the raised up arrow (meta-train), larger
 ])
 def test_lookalikes_are_dropped_in_favour_of_one_class(catalogue, dropped, kept, reason):
     assert ord(dropped) not in catalogue.code_points
@@ -125,7 +127,7 @@ def test_lookalikes_are_dropped_in_favour_of_one_class(catalogue, dropped, kept,
 
 
 def test_distinct_letters_survive_the_lookalike_rule(catalogue):
-    for char in "ABEKRabdefgh" + "ДЖЯ" + "ΓΔΩ" + "ԱԲ":
+    for char in "ABEKRabdefgh" + "ДЖЯ" + "ΓΔΩ" + "ԴԵԶ":
         assert ord(char) in catalogue.code_points, char
 
 
@@ -142,6 +144,35 @@ def test_lookalike_distance_is_zero_for_twins_and_infinite_without_shared_styles
     distances = glyphs.lookalike_distances(images, drawn)
     assert distances[0, 1] == 0
     assert torch.isinf(distances[0, 2])
+    assert torch.isinf(glyphs.closest_style_distances(images, drawn)[0, 2])
+
+
+def test_closest_style_distance_sees_a_pair_that_is_alike_in_one_style_only():
+    images = torch.zeros(2, 2, 4)
+    images[:, 0] = torch.tensor([1.0, 1.0, 0.0, 0.0])  # style 0: the same drawing
+    images[0, 1] = torch.tensor([1.0, 1.0, 0.0, 0.0])  # style 1: RMS difference 1
+    images[1, 1] = torch.tensor([0.0, 0.0, 1.0, 1.0])
+    drawn = torch.ones(2, 2, dtype=torch.bool)
+    assert glyphs.closest_style_distances(images, drawn)[0, 1] == 0
+    assert glyphs.lookalike_distances(images, drawn)[0, 1] == pytest.approx(0.5)
+
+
+def test_no_cross_split_pair_is_closer_than_the_threshold_in_any_style(catalogue):
+    (distance, first, second), = glyphs.nearest_cross_split_pairs(catalogue)
+    threshold = glyphs.GlyphConfig().cross_split_threshold
+    assert threshold == 0.12
+    assert distance >= threshold, (chr(first), chr(second), distance)
+    assert glyphs.split_of(chr(first)) != glyphs.split_of(chr(second))
+
+
+def test_the_cross_split_check_finds_a_planted_look_alike(catalogue):
+    """The up arrow put back into meta-test: the check must name it with the raised up arrow, its twin."""
+    rows = [catalogue.code_points.index(ord(c)) for c in "\ua71bAД"]
+    planted = glyphs.Catalogue([catalogue.code_points[r] for r in rows] + [0x2191],
+                               [catalogue.alphabets[r] for r in rows] + ["Arrows"],
+                               [catalogue.styles[r] for r in rows] + [glyphs.coverage()[0x2191]], {})
+    (distance, first, second), = glyphs.nearest_cross_split_pairs(planted)
+    assert {first, second} == {0xA71B, 0x2191} and distance < 0.12
 
 
 def test_a_corrupt_cache_is_detected_and_rebuilt(tmp_path, capsys, small_glyphs):
@@ -163,6 +194,7 @@ def test_a_corrupt_cache_is_detected_and_rebuilt(tmp_path, capsys, small_glyphs)
     ("rotation_deg", -5, "[0, 180]"),
     ("scale_range", (1.1, 0.9), "low <= high"),
     ("noise_std", 2.0, "[0, 1]"),
+    ("cross_split_threshold", -0.1, "[0, 1]"),
     ("ink_range", (0.0, 1.0), "0.1 <= low"),
     ("colour", "red", "image_size"),
 ])

@@ -431,3 +431,49 @@ def test_conv4_bad_arguments(kwargs, name):
 def test_conv4_miniimagenet_names_the_expected_image_size():
     with pytest.raises(ParameterError, match="84x84"):
         Conv4(3, 5, 32, "miniimagenet")(torch.zeros(1, 3, 32, 32))
+
+
+# ------------------------------------------------------------------------- bn="running" and its statistics
+
+def test_running_policy_warns_when_the_statistics_were_never_updated():
+    """Meta-training through kdlab.meta leaves PyTorch's initial statistics: bn="running" says so, once per call."""
+    from kdlab.errors import RunningStatisticsWarning
+
+    net, tasks = conv4(), episodes(2)
+    meta.maml_step(net, tasks, steps=1, lr=0.4)
+    assert meta.unusable_running_statistics(net)[0] == [name for name, _ in meta.batch_norms(net)]
+    with pytest.warns(RunningStatisticsWarning, match=r"never updated .*mean 0 and variance 1.*bn='transductive'"):
+        meta.forward(net, meta.params_of(net), tasks[0][2], bn="running")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RunningStatisticsWarning)  # the documented way to make it a refusal
+        with pytest.raises(RunningStatisticsWarning):
+            meta.evaluate(net, tasks, steps=1, lr=0.4, bn="running")
+
+
+def test_running_policy_is_silent_once_the_statistics_describe_data():
+    """The planted-bug side: the check must not fire on updated or loaded statistics, nor for other policies."""
+    from kdlab.errors import RunningStatisticsWarning
+
+    net, tasks = conv4(), episodes(1)
+    fresh = copy.deepcopy(net)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RunningStatisticsWarning)
+        for policy in ("transductive", "support"):
+            meta.forward(fresh, meta.params_of(fresh), tasks[0][2], bn=policy)
+        with torch.no_grad():
+            net(tasks[0][0])  # one forward pass in train mode updates the running statistics
+        meta.forward(net, meta.params_of(net), tasks[0][2], bn="running")
+        loaded = copy.deepcopy(fresh)
+        loaded.load_state_dict({**net.state_dict(), **{k: torch.zeros_like(v) for k, v in net.state_dict().items()
+                                                       if k.endswith("num_batches_tracked")}})
+        meta.forward(loaded, meta.params_of(loaded), tasks[0][2], bn="running")  # loaded, 0 batches tracked
+    assert meta.unusable_running_statistics(net) == ([], [])
+
+
+def test_running_policy_warns_when_batch_norm_keeps_no_statistics():
+    from kdlab.errors import RunningStatisticsWarning
+
+    net = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3, track_running_stats=False)).double()
+    assert meta.unusable_running_statistics(net) == ([], ["1"])
+    with pytest.warns(RunningStatisticsWarning, match=r"do not keep \(track_running_stats=False\)"):
+        meta.forward(net, meta.params_of(net), torch.randn(5, 4, dtype=torch.float64), bn="running")
