@@ -1,7 +1,10 @@
 # kdlab: every target bootstraps .venv itself (python3 -m venv + uv), so a fresh clone needs only
-#   make lab    JupyterLab on 127.0.0.1 with a token, opened on notebooks/
+#   make lab    JupyterLab on 127.0.0.1 with a token, on your own copies in work/ (student versions; solutions in work/solutions/)
+#   make author JupyterLab on the sources in notebooks/ with nbgrader; git strips outputs from notebooks on commit
 #   make test   the whole suite: unit tests, every notebook in the smoke profile (papermill + nbval)
+#   make test-class  every solution notebook, its exercise checks included, in the class profile (about 25 min)
 #   make run    every notebook headless in the class profile, with one table of run times and key numbers
+#   make edges  every notebook at the edges of its parameters: allowed extremes run in smoke, others are refused
 #   make reproduce   the papers' headline settings at paper scale (GPU); SETTINGS=..., REPRODUCE_ARGS=--dry-run
 PYTHON ?= python3
 VENV   ?= .venv
@@ -10,9 +13,8 @@ UV     := $(VENV)/bin/uv
 STAMP  := $(VENV)/.kdlab-installed
 PROFILE ?= class
 PYTEST_ARGS ?=
-ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: venv lab test unit notebooks run doctor gpu-test bench student sweep reproduce clean-runs
+.PHONY: edges venv lab author test test-class unit notebooks run doctor gpu-test bench student sweep reproduce clean-runs
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,15 +25,17 @@ $(STAMP): pyproject.toml constraints.txt
 venv: $(STAMP)
 
 lab: venv
-	@token=$${KDLAB_TOKEN:-$$($(PY) -c 'import secrets; print(secrets.token_hex(16))')}; \
-	port=$${KDLAB_PORT:-8888}; \
-	echo "kdlab: JupyterLab at http://127.0.0.1:$$port/lab?token=$$token (localhost only; Ctrl-C stops it)"; \
-	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --port $$port --ServerApp.port_retries=0 --no-browser $(ALLOW_ROOT) \
-		--ServerApp.root_dir=notebooks --IdentityProvider.token=$$token
+	$(PY) -m kdlab.cli lab
+
+author: venv
+	$(PY) -m kdlab.cli lab --author
 
 test: venv
 	KDLAB_PROFILE=smoke KDLAB_HEADLESS=1 $(PY) -m pytest tests notebooks \
 		--nbval-lax --nbval-current-env --nbval-cell-timeout=240 -p no:cacheprovider $(PYTEST_ARGS)
+
+test-class: venv
+	KDLAB_CLASS_TESTS=1 KDLAB_HEADLESS=1 $(PY) -m pytest tests/notebooks/test_class_profile.py -p no:cacheprovider $(PYTEST_ARGS)
 
 unit: venv
 	KDLAB_HEADLESS=1 $(PY) -m pytest tests/unit $(PYTEST_ARGS)
@@ -59,6 +63,9 @@ SETTINGS ?= all
 REPRODUCE_ARGS ?=
 reproduce: venv
 	$(PY) -m kdlab.cli reproduce $(SETTINGS) $(REPRODUCE_ARGS)
+
+edges: venv
+	KDLAB_HEADLESS=1 $(PY) -m kdlab.cli edges
 
 clean-runs:
 	rm -rf runs

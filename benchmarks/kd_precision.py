@@ -20,52 +20,23 @@ import argparse
 import datetime
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
 import mpmath
 import torch
-import torch.nn.functional as F
 
 from kdlab import losses
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.unit.test_losses import mpmath_kd_loss, textbook_kd_loss  # noqa: E402  (one reference, the tests')
 
 RESULTS = Path(__file__).resolve().parent / "results" / "kd_precision.md"
 TEMPERATURES = [1e-2, 1e-1, 1.0, 4.0, 20.0, 1e2, 1e3, 1e4, 1e5, 1e6, 1e8, 1e9, 1e10, 1e12]
 SCALES = [1e-3, 1.0, 30.0, 1e3]
 GOAL = {torch.float64: 1e-6, torch.float32: 1e-3}
 TINY = {torch.float64: 1e-300, torch.float32: 1e-37}
-
-
-def textbook_kd_loss(student_logits, teacher_logits, temperature):
-    """Before: Hinton et al.'s T^2 KL as F.kl_div of two log-softmaxes (the kit's formula until now)."""
-    log_p_s = F.log_softmax(student_logits / temperature, dim=-1)
-    log_p_t = F.log_softmax(teacher_logits / temperature, dim=-1)
-    return temperature**2 * F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True)
-
-
-def _mp_log_softmax(z):
-    top = max(range(len(z)), key=lambda i: z[i])
-    tail = mpmath.log1p(mpmath.fsum(mpmath.exp(v - z[top]) for i, v in enumerate(z) if i != top))
-    return [(v - z[top]) - tail for v in z]
-
-
-def reference_kd_loss(student_logits, teacher_logits, temperature, digits=50):
-    """T^2 KL, batchmean, of the exact float inputs in mpmath; the working precision doubles until two agree
-    to `digits` digits (the same reference as tests/unit/test_losses.py)."""
-    total = mpmath.mpf(0)
-    for srow, trow in zip(student_logits.double().tolist(), teacher_logits.double().tolist()):
-        work, previous = digits + 340, None
-        while True:
-            with mpmath.workdps(work):
-                tau = mpmath.mpf(temperature)
-                log_p_s = _mp_log_softmax([mpmath.mpf(v) / tau for v in srow])
-                log_p_t = _mp_log_softmax([mpmath.mpf(v) / tau for v in trow])
-                value = tau**2 * mpmath.fsum(mpmath.exp(lt) * (lt - ls) for ls, lt in zip(log_p_s, log_p_t))
-            if previous is not None and value > 0 and abs(value - previous) <= mpmath.mpf(10) ** -digits * value:
-                break
-            previous, work = value, 2 * work
-        total += value
-    return total / len(student_logits)
 
 
 def precision_rows(seeds):
@@ -79,7 +50,7 @@ def precision_rows(seeds):
                     g = torch.Generator().manual_seed(seed)
                     logits = scale * torch.randn(2, 4, 10, generator=g, dtype=torch.float64)
                     zs, zt = logits.clamp(-1e3, 1e3).to(dtype)
-                    reference = reference_kd_loss(zs, zt, tau)
+                    reference = mpmath_kd_loss(zs, zt, tau)
                     for name, fn in (("before", textbook_kd_loss), ("after", losses.kd_loss)):
                         value = float(fn(zs, zt, tau))
                         error = float(abs(mpmath.mpf(value) - reference) / max(reference, mpmath.mpf(TINY[dtype])))

@@ -10,17 +10,20 @@ from .config import by_profile, resolve_profile, validate  # noqa: E402
 
 
 def setup(*args, **kwargs):
-    """Seed, pick threads and device, locate data, print the run's banner (see kdlab.env.setup)."""
+    """Seed, pick threads and device, locate data, set the plot style, print the banner (kdlab.env.setup)."""
     from .env import setup as _setup
 
     return _setup(*args, **kwargs)
 
 
 def record(name, value, **kwargs):
-    """Record one of the notebook's key numbers (see kdlab.results.record)."""
+    """Record one of the notebook's key numbers (see kdlab.results.record).
+
+    Returns None, so a notebook cell that ends with `kdlab.record(...)` shows only the "recorded:" line.
+    """
     from .results import record as _record
 
-    return _record(name, value, **kwargs)
+    _record(name, value, **kwargs)
 
 
 def __getattr__(name):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .errors import KdlabError
 
-EXTENSIONS = ("kdlab.sweep", "kdlab.assign", "kdlab.grade")  # may register subcommands; absent ones are skipped
+EXTENSIONS = ("kdlab.sweep", "kdlab.assign", "kdlab.grade", "kdlab.lab", "kdlab.edges")  # may register subcommands; absent ones are skipped
 NETWORK_PROBE = ("www.cs.toronto.edu", 443)  # CIFAR's host: what `full` needs to download
 REQUIRED = {"python", "kdlab", "torch", "torchvision", "papermill", "data root"}
 
@@ -113,8 +113,21 @@ def _torch_rows():
     else:
         device = "cpu (no GPU found: the smoke and class profiles are made for this)"
     rows.append(("device", device, True))
-    rows.append(("threads", f"{torch.get_num_threads()} torch threads, {os.cpu_count()} CPU cores", True))
+    rows.append(_threads_row(torch))
     return rows
+
+
+def _threads_row(torch):
+    """The torch thread count the notebooks use (kdlab.env.default_threads), not this process's."""
+    from .env import default_threads, threads_source
+
+    try:
+        threads = default_threads(torch.device("cpu"))
+    except ValueError:
+        return "threads", f"KDLAB_THREADS={os.environ.get('KDLAB_THREADS')!r} is not a whole number", False
+    plural = "s" if threads != 1 else ""
+    text = f"{threads} torch thread{plural} in notebooks ({threads_source()}), {os.cpu_count()} CPU cores"
+    return "threads", text, True
 
 
 def _data_root_row():
@@ -215,7 +228,9 @@ def _run(args):
         paths.extend(runner.find_notebooks(given) if given.is_dir() else [given])
     runs = runner.run_notebooks(paths, out, **options)
     print(runner.format_table(runs))
+    summary = runner.write_summary(runs, Path(out) / "results.json", profile=args.profile)
     print(f"executed notebooks: {out}")
+    print(f"key numbers and run times: {summary}")
     return 0 if all(run.ok for run in runs) else 1
 
 

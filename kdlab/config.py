@@ -58,7 +58,10 @@ RULES = {
     "SEED": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
     "DEVICE": (_device_ok, "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"),
     "ALPHA": (lambda v: _is_real(v) and 0 <= v <= 1, "a number in [0, 1]"),
-    "TEMPERATURE": (lambda v: _is_real(v) and v > 0, "a finite number > 0"),
+    "TEMPERATURE": (lambda v: _is_real(v) and 0 < v <= 1000,
+                    "a number in (0, 1000] (by T = 1000 KD has reached its large-T limit, logit matching; beyond "
+                    "it softmax(z / T) rounds towards uniform in float32 and KD's gradient T (p_s - p_t) becomes "
+                    "rounding noise)"),
     "INNER_STEPS": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
     "INNER_LR": (lambda v: _is_real(v) and v > 0, "a finite number > 0"),
     "META_LR": (lambda v: _is_real(v) and v > 0, "a finite number > 0"),
@@ -128,6 +131,16 @@ RULES = {
 NOTEBOOK_RULES = {
     ("01", "DATASET"): (lambda v: v in ("digits", "mnist1d"),
                         "'digits' or 'mnist1d' in this notebook (CIFAR-100 runs in the full profile)"),
+    ("02", "DATASET"): (lambda v: v in ("glyphs", "omniglot"), "'glyphs' or 'omniglot' in this notebook (a few-shot "
+                                                              "set; omniglot runs in the full profile)"),
+    ("04", "NUM_EXITS"): (lambda v: _is_int(v) and v in (2, 3), "2 or 3 in this notebook (its SmallCNN has three "
+                                                                "stages to split)"),
+    ("03", "QUIZ_FRACTION"): (lambda v: _is_real(v) and 0.1 <= v < 1,
+                              "a number in [0.1, 1) in this notebook (the quiz set, that share of its 300 training "
+                              "digits, must hold one quiz batch of 30)"),
+    ("08", "BATCH_SIZE"): (lambda v: _is_int(v) and 1 <= v <= 300,
+                           "an integer in [1, 300] in this notebook (the benchmark's 300 training images; MMKD uses "
+                           "full batches only)"),
     ("06", "DATASET"): (lambda v: v == "glyphs", "'glyphs' in this notebook (its full profile adds CIFAR-FS, FC100 "
                                                  "and mini-ImageNet by itself)"),
     ("06", "INNER_STEPS"): (lambda v: _is_int(v) and v >= 1, "an integer >= 1 in this notebook (the deployed "

@@ -1,4 +1,4 @@
-"""`setup(...)`: the first code cell of every notebook (seeds, threads, device, data root, banner)."""
+"""`setup(...)`: the first code cell of every notebook (seeds, threads, device, data root, plot style, banner)."""
 import os
 import platform
 import random
@@ -45,6 +45,13 @@ def default_threads(device) -> int:
     return int(os.environ.get("KDLAB_THREADS", "1"))
 
 
+def threads_source() -> str:
+    """Where `default_threads` took its number from, in words (for `kdlab doctor`)."""
+    if os.environ.get("KDLAB_THREADS"):
+        return "from KDLAB_THREADS"
+    return "the kit's default; KDLAB_THREADS changes it"
+
+
 def seed_everything(seed: int):
     config.check("SEED", seed)
     random.seed(seed)
@@ -75,11 +82,15 @@ class Run:
 
 def setup(profile="class", seed=0, device="auto", *, threads=None, data_root=None, expected=None,
           quiet=False) -> Run:
-    """Seed, pick threads and device, locate data, and print what this run will do.
+    """Seed, pick threads and device, locate data, set the kit's plot style (`kdlab.viz.use_kit_style`:
+    the colour-blind-safe palette as "C0".."C9"), and print what this run will do.
 
     `expected` maps profile -> expected run time (a string), printed so a student knows what to expect.
     """
+    from .viz import use_kit_style
+
     resolved = config.resolve_profile(profile)
+    use_kit_style()
     seed_everything(seed)
     chosen = pick_device(device)
     threads = threads or default_threads(chosen)

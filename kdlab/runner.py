@@ -16,6 +16,7 @@ import re
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -251,21 +252,50 @@ def run_all(notebooks_dir, out_dir, profile, **options):
     return run_notebooks(find_notebooks(notebooks_dir), out_dir, profile, **options)
 
 
-def format_table(runs):
-    """One Markdown table of runs: notebook, status, run time, key numbers (or the error)."""
-    rows = [("notebook", "status", "time", "key numbers")]
-    for run in runs:
-        numbers = ", ".join(f"{name} = {results.format_value(value, run.formats.get(name))}"
-                            for name, value in run.results.items())
+def write_summary(runs, path, *, profile):
+    """Write the runs' status, run time and recorded key numbers as JSON (atomically); returns the path.
+
+    This file is what the README's measured numbers are rendered from (`benchmarks/readme_numbers.py`)."""
+    from .atomic import write_bytes
+
+    payload = {"profile": profile, "machine": _machine(),
+               "notebooks": {run.notebook.stem: {"status": run.status, "seconds": round(run.seconds, 1),
+                                                 "results": run.results, "formats": run.formats}
+                             for run in runs}}
+    write_bytes(path, (json.dumps(payload, indent=1, sort_keys=True, default=str) + "\n").encode())
+    return Path(path)
+
+
+def _machine():
+    import platform
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average_1min": load}
+
+
+def format_table(runs, width=80):
+    """The runs as text no wider than `width`: one line per notebook (name, status, run time), then its
+    key numbers (or its error) on indented lines of their own, long values wrapped."""
+    rows = [(run.notebook.stem, run.status + (f" ({run.attempts} tries)" if run.attempts > 1 else ""),
+             _duration(run.seconds)) for run in runs]
+    name_width = max([len("notebook")] + [len(name) for name, _, _ in rows])
+    status_width = max([len("status")] + [len(status) for _, status, _ in rows])
+    name_width = min(name_width, width - status_width - 14)
+
+    def line(name, status, time_):
+        return f"{name[:name_width]:<{name_width}}  {status:<{status_width}}  {time_:>10}".rstrip()
+
+    lines = [line("notebook", "status", "time"), "-" * min(width, name_width + status_width + 14)]
+    for run, row in zip(runs, rows):
+        lines.append(line(*row))
+        details = [f"{name} = {results.format_value(value, run.formats.get(name))}"
+                   for name, value in run.results.items()]
         if run.error:
-            first_line = run.error.strip().splitlines()[-1] if run.error.strip() else ""
-            numbers = f"{numbers}; " if numbers else ""
-            numbers += f"error: {first_line[:120]}"
-        attempts = f" ({run.attempts} tries)" if run.attempts > 1 else ""
-        rows.append((run.notebook.stem, run.status + attempts, _duration(run.seconds), numbers))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = ["| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths)) + " |" for row in rows]
-    lines.insert(1, "|" + "|".join("-" * (width + 2) for width in widths) + "|")
+            last_line = run.error.strip().splitlines()[-1] if run.error.strip() else ""
+            details.append(f"error: {last_line[:300]}")
+        for detail in details:
+            lines.extend(textwrap.wrap(detail, width, initial_indent="    ", subsequent_indent="        ",
+                                       break_on_hyphens=False))
     return "\n".join(lines)
 
 

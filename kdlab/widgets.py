@@ -5,14 +5,25 @@ controls (sliders, dropdowns). In JupyterLab `panel.show()` builds ipywidgets th
 (`continuous_update=False`, so a slider never queues a dozen retrains). Headless (papermill, CI, the
 grader) `show()` renders the default setting once, statically. Tests drive a panel with
 `panel.set(ALPHA=0.5)` and assert on `panel.data`, the plotted numbers, not on pixels.
+
+What a figure plots can be read back (`plotted_series`, `plotted_digest`): the data of its lines, markers,
+bands, images and bars, without titles, tick labels or other text. Every panel created in a kernel is
+registered, and `audit_sliders()` moves each control of each panel, redraws, and reports which plotted
+series changed: the proof that every slider changes what it claims to change.
 """
+import hashlib
+import html
+import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import matplotlib.pyplot as plt
+import numpy as np
 
 from .env import headless
 from .errors import ParameterError
+
+_PANELS = []  # every Panel created in this process, in order (audit_sliders' default)
 
 
 @dataclass
@@ -64,6 +75,16 @@ class Panel:
         self._output = None
         self._readout_widget = None
         self.box = None  # the ipywidgets box, once shown interactively
+        self.plotted = None  # digest of the data in the last figure shown
+        register(self)
+
+    @property
+    def name(self):
+        """The title, else the function that built the panel (`retrain_panel`), else its compute's name."""
+        if self.title:
+            return self.title
+        qualname = getattr(self.compute, "__qualname__", type(self.compute).__name__)
+        return qualname.split(".<locals>")[0] if ".<locals>" in qualname else qualname
 
     # the headless driver ------------------------------------------------------------------
     def set(self, **values):
@@ -93,9 +114,11 @@ class Panel:
     def show(self, interactive=None):
         """Interactive widgets in JupyterLab; one static rendering of the defaults when headless."""
         interactive = (not headless()) if interactive is None else interactive
+        register(self)
         if not interactive:
             self.set()
             fig = self.figure()
+            self.plotted = plotted_digest(fig)
             if self.readout:
                 print(self.readout_text())
             plt.show()
@@ -142,7 +165,393 @@ class Panel:
         with self._output:
             self._output.clear_output(wait=True)
             fig = self.figure()
+            self.plotted = plotted_digest(fig)
             display(fig)
             plt.close(fig)
-        if self._readout_widget is not None:
-            self._readout_widget.value = f"<code class='kdlab-readout'>{self.readout_text()}</code>"
+        if self._readout_widget is not None:  # data-plotted: what the figure shows, for browser tests
+            self._readout_widget.value = (f"<code class='kdlab-readout' data-plotted='{self.plotted}'>"
+                                          f"{html.escape(self.readout_text(), quote=False)}</code>")
+
+
+# -- the registry ---------------------------------------------------------------------------------------
+def register(panel):
+    """Remember `panel` for `audit_sliders` (Panel does this itself; registering twice is harmless)."""
+    if not any(known is panel for known in _PANELS):
+        _PANELS.append(panel)
+    return panel
+
+
+def registered_panels():
+    """The panels created in this process, oldest first."""
+    return list(_PANELS)
+
+
+def forget_panels():
+    """Empty the registry (tests)."""
+    _PANELS.clear()
+
+
+# -- what a figure plots -----------------------------------------------------------------------------------
+@dataclass
+class Series:
+    """One plotted thing: a line, a scatter, a band, an image, a set of bars, in data coordinates.
+
+    `y` holds what moves when the data change (y values, image pixels, bar heights, colour values), `x`
+    the positions and anything else the artist draws from data; `points` the (x, y) pairs in display
+    pixels, when the artist has positions. `key` (axes number, kind, number within the axes) matches a
+    series across redraws; `name` (axes title: label) is for people, and may change with a slider.
+    """
+
+    key: tuple
+    axes: str
+    label: str
+    kind: str
+    x: np.ndarray
+    y: np.ndarray
+    points: np.ndarray = None
+    shades: np.ndarray = None  # for colours (images, meshes, coloured points): values on the colour scale, 0-1
+
+    @property
+    def name(self):
+        return f"{self.axes}: {self.label}"
+
+
+def _floats(values):
+    try:
+        return np.ma.filled(np.ma.asarray(values, dtype=float), np.nan).ravel()
+    except (TypeError, ValueError):  # dates, categories: compare their text
+        return np.array([float(int(hashlib.sha1(str(v).encode()).hexdigest()[:12], 16)) for v in np.ravel(values)])
+
+
+def _pixels(ax, xy):
+    xy = np.asarray(xy, dtype=float).reshape(-1, 2)
+    return ax.transData.transform(xy) if len(xy) else xy
+
+
+def _axes_names(fig):
+    names, seen = [], {}
+    for index, ax in enumerate(fig.axes, start=1):
+        name = ax.get_title() or ax.get_title("left") or ax.get_ylabel() or f"axes {index}"
+        seen[name] = seen.get(name, 0) + 1
+        names.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
+    return names
+
+
+WALL_CLOCK = "kdlab-wall-clock"  # the gid of an axes that shows measured run time
+
+
+def mark_wall_clock(ax):
+    """Mark `ax` as showing measured wall time: it differs between two runs of the same setting, so it is
+    left out of the plotted data a slider must change (else any slider would seem to change something)."""
+    ax.set_gid(WALL_CLOCK)
+    return ax
+
+
+def plotted_series(fig, pixels=True):
+    """The data each artist of `fig` draws (colour bars, wall-clock axes, text, titles and tick labels left out).
+
+    `pixels=False` skips drawing the figure, and with it the on-screen positions (`Series.points`).
+    """
+    from matplotlib.collections import LineCollection, PathCollection, QuadMesh
+    from matplotlib.container import BarContainer
+
+    if pixels:
+        fig.canvas.draw()  # the final layout: display coordinates are those on screen
+    found = []
+    for axes_number, (ax, axes_name) in enumerate(zip(fig.axes, _axes_names(fig)), start=1):
+        if getattr(ax, "_colorbar", None) is not None or ax.get_gid() == WALL_CLOCK:
+            continue
+        numbers = {}
+
+        def screen(ax, xy):
+            return _pixels(ax, xy) if pixels else None
+
+        def add(kind, artist, x, y, points=None, default_label=None, **extra):
+            numbers[kind] = numbers.get(kind, 0) + 1
+            label = artist.get_label() if artist is not None else None
+            if not label or label.startswith("_"):
+                label = default_label or f"{kind} {numbers[kind]}"
+            found.append(Series((axes_number, kind, numbers[kind]), axes_name, label, kind, _floats(x), _floats(y),
+                                points, **extra))
+
+        for line in ax.lines:
+            x, y = line.get_xdata(), line.get_ydata()
+            xy = np.column_stack([_floats(x), _floats(y)]) if np.size(x) == np.size(y) else np.empty((0, 2))
+            add("line", line, x, y, screen(ax, xy))
+        for collection in ax.collections:
+            if isinstance(collection, QuadMesh):
+                array = collection.get_array()
+                add("mesh", collection, collection.get_coordinates(), array, shades=_shades(collection))
+                continue
+            if isinstance(collection, LineCollection):
+                segments = collection.get_segments()
+                xy = np.concatenate(segments) if segments else np.empty((0, 2))
+            elif isinstance(collection, PathCollection):
+                xy = collection.get_offsets()
+            else:  # bands (fill_between) and other polygons
+                paths = collection.get_paths()
+                xy = np.concatenate([path.vertices for path in paths]) if paths else np.empty((0, 2))
+            xy = np.asarray(xy, dtype=float).reshape(-1, 2)
+            kind = "points" if isinstance(collection, PathCollection) else "band"
+            add(kind, collection, xy[:, 0], xy[:, 1], screen(ax, xy))
+            if collection.get_array() is not None:
+                add("colours", None, [], collection.get_array(), shades=_shades(collection),
+                    default_label=f"colours of {found[-1].label}")
+        for image in ax.images:
+            add("image", image, image.get_extent(), image.get_array(), shades=_shades(image))
+        in_bars = set()
+        for container in ax.containers:
+            if not isinstance(container, BarContainer):
+                continue
+            rects = list(container.patches)
+            in_bars.update(id(r) for r in rects)
+            x = [(r.get_x(), r.get_width(), r.get_y()) for r in rects]
+            y = [r.get_height() for r in rects]
+            tops = [(r.get_x() + r.get_width() / 2, r.get_y() + r.get_height()) for r in rects]
+            add("bars", container, x, y, screen(ax, tops))
+        shapes = [p for p in ax.patches if id(p) not in in_bars]
+        if shapes:
+            xy = np.concatenate([p.get_patch_transform().transform(p.get_path().vertices) for p in shapes])
+            add("shapes", None, xy[:, 0], xy[:, 1], screen(ax, xy))
+    return found
+
+
+def _shades(mappable):
+    """Where each value falls on the mappable's own colour scale (0 to 1): what the eye compares."""
+    array = mappable.get_array()
+    if array is None or mappable.norm is None or np.ndim(array) > 2:  # RGB images carry their colours
+        return None
+    return _floats(mappable.norm(np.ma.asarray(array, dtype=float)))
+
+
+def plotted_digest(fig_or_series):
+    """A short fingerprint of the plotted data: equal for equal data, whatever the titles or the text."""
+    series = fig_or_series if isinstance(fig_or_series, list) else plotted_series(fig_or_series, pixels=False)
+    digest = hashlib.sha1()
+    for s in series:
+        digest.update(f"{s.key}|{s.x.size}|{s.y.size}|".encode())
+        for values in (s.x, s.y):  # NaN and infinities as distinct finite stand-ins, so they hash too
+            finite = np.nan_to_num(values, nan=1.5e308, posinf=1.6e308, neginf=-1.6e308)
+            digest.update(np.round(finite, 9).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def compare_series(before, after):
+    """{series name: change} for the series that differ, matched by `Series.key` (so a legend label that
+    quotes the slider's value is no change). A change has max_abs (data units; None when the number of
+    values changed), pixels (the largest movement on screen), relative (for colours: the share of the
+    colour scale) and note."""
+    old = {s.key: s for s in before}
+    new = {s.key: s for s in after}
+    changes = {}
+    for key in list(old) + [k for k in new if k not in old]:
+        a, b = old.get(key), new.get(key)
+        name = (a or b).name  # as the default's figure names it
+        if name in changes:
+            name = f"{name} #{key[2]}"
+        change = {"max_abs": None, "pixels": None, "relative": None, "note": ""}
+        if a is None or b is None:
+            changes[name] = {**change, "note": "appeared" if a is None else "disappeared"}
+        elif a.y.shape != b.y.shape:
+            changes[name] = {**change, "note": f"{a.y.size} -> {b.y.size} values"}
+        elif a.x.shape != b.x.shape:
+            changes[name] = {**change, "note": "positions changed"}
+        else:
+            dy, dx = _max_abs(a.y, b.y), _max_abs(a.x, b.x)
+            if dy == 0 and dx == 0:
+                continue
+            if a.points is not None and b.points is not None and a.points.shape == b.points.shape \
+                    and a.points.size:
+                change["pixels"] = _max_abs(a.points, b.points)
+            if a.shades is not None and b.shades is not None and a.shades.shape == b.shades.shape:
+                change["relative"] = _max_abs(a.shades, b.shades)
+            changes[name] = {**change, "max_abs": dy if dy else dx, "note": "" if dy else "positions only"}
+    return changes
+
+
+def _max_abs(a, b):
+    """max |a - b|, NaN-aware: a NaN on one side only counts as infinitely different."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.size == 0:
+        return 0.0
+    nan_a, nan_b = np.isnan(a), np.isnan(b)
+    if (nan_a != nan_b).any():
+        return math.inf
+    keep = ~nan_a
+    diff = np.abs(a[keep] - b[keep])
+    diff = diff[~np.isnan(diff)]  # inf - inf
+    return float(diff.max()) if diff.size else 0.0
+
+
+def visible(change, min_pixels=1.0, min_relative=0.01):
+    """Would a person see this change: points added or removed, a point moving `min_pixels` on screen,
+    or an image's colours moving by `min_relative` of its colour scale."""
+    if change["max_abs"] is None:
+        return True
+    if change["pixels"] is not None:
+        return change["pixels"] >= min_pixels
+    if change["relative"] is not None:
+        return change["relative"] >= min_relative
+    return change["max_abs"] > 0
+
+
+# -- the slider audit --------------------------------------------------------------------------------------
+@dataclass
+class SliderEffect:
+    """What moving one control of one panel did to the panel's figure."""
+
+    panel: str
+    control: str
+    old: object
+    new: object
+    changed: bool  # the plotted data differ
+    visible: bool  # ... by enough to see (see `visible`)
+    series: list  # names of the plotted series that changed
+    changes: dict  # series name -> {"max_abs", "pixels", "relative", "note"}
+    seconds: float
+    error: str = None
+
+    @property
+    def max_abs(self):
+        sizes = [c["max_abs"] for c in self.changes.values() if c["max_abs"] is not None]
+        return max(sizes) if sizes else None
+
+    @property
+    def ok(self):
+        return self.changed and self.visible and self.error is None
+
+
+def moved_value(control, steps=2, log_factor=10.0):
+    """Another allowed value: `steps` steps below the default (above it where there is no room below),
+    a log slider divided (or multiplied) by `log_factor`, a choice's first option (its last if the first
+    is the default). The farther end of the range when neither fits."""
+    value = control.value
+    if control.kind == "choice":
+        return control.options[-1] if value == control.options[0] else control.options[0]
+    if control.kind == "log":
+        candidates = (value / log_factor, value * log_factor)
+    else:
+        candidates = (value - steps * control.step, value + steps * control.step)
+    for candidate in candidates:
+        candidate = int(round(candidate)) if control.kind == "int" else float(f"{candidate:.12g}")
+        if control.min <= candidate <= control.max and candidate != value:
+            return candidate
+    return control.min if value - control.min >= control.max - value else control.max
+
+
+def audit_sliders(panels=None, *, steps=2, log_factor=10.0, print_table=False):
+    """Move each control of each panel (default: every registered panel) to `moved_value`, recompute,
+    redraw, and report which plotted series changed; each panel gets its values and data back after.
+
+    Costs one `compute` per control (a retrain for the training panels). Returns a list of SliderEffect.
+    """
+    panels = registered_panels() if panels is None else list(panels)
+    names = {}
+    rows = []
+    for panel in panels:
+        names[panel.name] = names.get(panel.name, 0) + 1
+        panel_name = panel.name if names[panel.name] == 1 else f"{panel.name} #{names[panel.name]}"
+        if panel.data is None:
+            panel.set()
+        saved_values, saved_data, saved_calls = dict(panel.values), panel.data, panel.calls
+        before = _series_of(panel)
+        try:
+            for control_name, control in panel.controls.items():
+                if control.kind == "button":
+                    continue
+                old = saved_values[control_name]
+                new = moved_value(Control(**{**asdict(control), "value": old}), steps, log_factor)
+                rows.append(_one_move(panel, panel_name, control_name, old, new, saved_values, before))
+        finally:
+            panel.values, panel.data, panel.calls = saved_values, saved_data, saved_calls
+    if print_table:
+        print(format_audit(rows))
+    return rows
+
+
+def _series_of(panel):
+    fig = panel.figure()
+    try:
+        return plotted_series(fig)
+    finally:
+        plt.close(fig)
+
+
+def _one_move(panel, panel_name, control_name, old, new, saved_values, before):
+    import time
+
+    start = time.perf_counter()
+    try:
+        panel.values = dict(saved_values)
+        panel.set(**{control_name: new})
+        after = _series_of(panel)
+    except Exception as error:  # noqa: BLE001 (a panel that fails at an allowed value is a finding)
+        return SliderEffect(panel_name, control_name, old, new, False, False, [], {},
+                            time.perf_counter() - start, f"{type(error).__name__}: {error}")
+    changes = compare_series(before, after)
+    return SliderEffect(panel_name, control_name, old, new, bool(changes),
+                        any(visible(change) for change in changes.values()), list(changes), changes,
+                        time.perf_counter() - start)
+
+
+def format_audit(rows, width=100):
+    """The audit as text: one line per (panel, control), then the series that changed."""
+    lines = []
+    for row in rows:
+        verdict = ("ERROR " + row.error if row.error else "visible change" if row.ok
+                   else "change too small to see" if row.changed else "NO CHANGE in the plotted data")
+        lines.append(f"{row.panel} / {row.control}: {row.old!r} -> {row.new!r}: {verdict} ({row.seconds:.1f} s)")
+        for name, change in row.changes.items():
+            lines.append(f"    {name}: {_describe(change)}"[:width])
+    return "\n".join(lines)
+
+
+def _describe(change):
+    if change["max_abs"] is None:
+        return change["note"]
+    parts = [f"max |change| {change['max_abs']:.3g}"]
+    if change["pixels"] is not None:
+        parts.append(f"{change['pixels']:.0f} px on screen" if change["pixels"] >= 1
+                     else "under a pixel on screen (the same picture with other tick values)")
+    if change["relative"] is not None:
+        parts.append(f"{100 * change['relative']:.1f}% of the colour scale")
+    if change["note"]:
+        parts.append(change["note"])
+    return ", ".join(parts)
+
+
+# -- the audit inside an executed notebook -----------------------------------------------------------------
+AUDIT_TAG = "kdlab-slider-audit"
+
+
+def save_audit(rows, path):
+    """Write the audit rows to a JSON file (what a notebook run hands back to its caller)."""
+    from .atomic import write_bytes
+
+    plain = [{**asdict(row), "ok": row.ok, "max_abs": row.max_abs} for row in rows]
+    write_bytes(path, json.dumps(plain, indent=1, default=_json_default).encode())
+
+
+def _json_default(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    return str(value)
+
+
+def read_audit(path):
+    """The rows `save_audit` wrote, as dicts."""
+    with open(path) as file:
+        return json.load(file)
+
+
+def with_audit_cell(notebook_path, copy_path, json_path):
+    """Copy a notebook with one more cell at the end that audits every slider into `json_path`."""
+    import nbformat
+
+    notebook = nbformat.read(str(notebook_path), as_version=4)
+    cell = nbformat.v4.new_code_cell("from kdlab.widgets import audit_sliders, save_audit\n"
+                                     f"save_audit(audit_sliders(print_table=True), {str(json_path)!r})")
+    cell.metadata["tags"] = [AUDIT_TAG]
+    notebook.cells.append(cell)
+    nbformat.write(notebook, str(copy_path))
+    return copy_path

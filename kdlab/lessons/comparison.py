@@ -23,7 +23,7 @@ from ..methods.base import Batch, Recipe, Run
 from ..profiling import StepCost, step_cost
 from ..scoreboard import SAME_STEP
 from ..train import fit, fit_episodes
-from ..widgets import Panel, choice, slider
+from ..widgets import Panel, choice, mark_wall_clock, slider
 
 COST_METHODS = tuple(m for m in METHODS if m not in SAME_STEP)   # "KD (90 %)" takes exactly KD's step
 
@@ -50,21 +50,24 @@ EXTRAS = {"MetaDistil": {"teacher_acc": "teacher_test_acc"}, "MetaDistiller": {"
 
 # --------------------------------------------------------------------------------------- one run per method
 
-def run_method(bench, name, seed, budget=None, **overrides):
+def run_method(bench, name, seed, budget=None, *, curves=False, **overrides):
     """Train contender `name` from seed `seed` with `budget` (default: the benchmark's) and its settings
     (`overrides` replace some). Returns {"acc": final test accuracy (%), "seconds": wall time of the whole
-    run, "train_seconds": time inside the training loop, "steps", "seconds_per_step", and EXTRAS}."""
+    run, "train_seconds": time inside the training loop, "steps", "seconds_per_step", and EXTRAS}; with
+    `curves`, the test set is scored after every epoch and "epochs", "test_acc" and "loss" hold the curves."""
     budget = bench.budget if budget is None else budget
     started = time.perf_counter()
     data = training_data(bench, name, seed, budget)
     method = contender(bench, name, seed, **overrides)
-    history = fit(method, data, seed=seed, progress=False, eval_every=budget.epochs, augment=bench.augment,
-                  **budget.fit_kwargs())
+    history = fit(method, data, seed=seed, progress=False, eval_every=1 if curves else budget.epochs,
+                  augment=bench.augment, **budget.fit_kwargs())
     train_seconds = sum(r.get("seconds", 0.0) for r in history.records)
     result = {"acc": float(history.last["test_acc"]), "seconds": time.perf_counter() - started,
               "train_seconds": train_seconds, "steps": history.global_steps,
               "seconds_per_step": train_seconds / max(history.global_steps, 1)}
     result.update({key: float(history.last[field]) for key, field in EXTRAS.get(name, {}).items()})
+    if curves:
+        result.update(epochs=history.series("epoch"), test_acc=history.series("test_acc"), loss=history.series("loss"))
     return result
 
 
@@ -231,8 +234,8 @@ def quick_run(bench, method, *, seed, epochs, alpha=None, temperature=None):
     alpha_key, temperature_key = KNOBS.get(method, (None, None))
     overrides = {key: value for key, value in ((alpha_key, alpha), (temperature_key, temperature))
                  if key is not None and value is not None}
-    result = run_method(bench, method, seed, budget, **overrides)
-    return {**result, "method": method, "overrides": overrides, "epochs": epochs}
+    result = run_method(bench, method, seed, budget, curves=True, **overrides)
+    return {**result, "method": method, "overrides": overrides, "epochs": epochs, "curve_epochs": result["epochs"]}
 
 
 def method_panel(bench, *, seed=0, epochs=10, method="KD", alpha=0.9, temperature=4.0):
@@ -246,21 +249,35 @@ def method_panel(bench, *, seed=0, epochs=10, method="KD", alpha=0.9, temperatur
         if epochs not in references:
             references[epochs] = quick_run(bench, "KD", seed=seed, epochs=epochs)
         result = quick_run(bench, METHOD, seed=seed, epochs=epochs, alpha=ALPHA, temperature=TEMPERATURE)
+        reference = references[epochs]
         return {"method": METHOD, "alpha": ALPHA, "temperature": TEMPERATURE, "acc": result["acc"],
-                "kd_acc": references[epochs]["acc"], "overrides": result["overrides"],
+                "kd_acc": reference["acc"], "overrides": result["overrides"],
+                "curve_epochs": result["curve_epochs"], "test_acc": result["test_acc"], "loss": result["loss"],
+                "kd_test_acc": reference["test_acc"], "kd_loss": reference["loss"],
                 "ms_per_step": 1000 * result["seconds_per_step"],
                 "kd_ms_per_step": 1000 * references[epochs]["seconds_per_step"],
                 "seconds": time.perf_counter() - started, "epochs": epochs}
 
     def draw(d, fig):
-        ax_acc, ax_time = fig.subplots(1, 2)
-        names = ["KD (default)", d["method"]]
-        ax_acc.bar(names, [d["kd_acc"], d["acc"]], color=["0.6", "C1"])
-        ax_acc.set_ylim(max(0, min(d["kd_acc"], d["acc"]) - 10), 100)
-        ax_acc.set_ylabel(f"test accuracy after {d['epochs']} epochs (%)")
-        ax_time.bar(names, [d["kd_ms_per_step"], d["ms_per_step"]], color=["0.6", "C1"])
-        ax_time.set_ylabel("ms per training step (this run)")
-        fig.tight_layout()
+        ax_acc, ax_loss, ax_time = fig.subplots(1, 3, gridspec_kw={"width_ratios": [3, 3, 2]})
+        label = f"{d['method']} (this setting)"
+        ax_acc.plot(d["curve_epochs"], d["kd_test_acc"], color="0.45", ls="--", marker="s", label="KD (default settings)")
+        ax_acc.plot(d["curve_epochs"], d["test_acc"], color="C1", marker="o", label=label)
+        ax_acc.set(title="test accuracy per epoch", xlabel="epoch", ylabel="test accuracy (%)")
+        ax_loss.plot(d["curve_epochs"], d["kd_loss"], color="0.45", ls="--", marker="s")
+        ax_loss.plot(d["curve_epochs"], d["loss"], color="C1", marker="o")
+        ax_loss.set(title="training loss (each method's own objective)", xlabel="epoch", ylabel="loss")
+        for ax in (ax_acc, ax_loss):
+            ax.set_xticks(d["curve_epochs"])
+            ax.title.set_fontsize(9)
+        ax_time.bar(["KD", d["method"]], [d["kd_ms_per_step"], d["ms_per_step"]], color=["0.6", "C1"])
+        mark_wall_clock(ax_time)
+        ax_time.set_title("time per training step", fontsize=9)
+        ax_time.set_ylabel("milliseconds (this run)")
+        ax_time.tick_params(axis="x", labelsize=8)
+        handles, labels = ax_acc.get_legend_handles_labels()
+        fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=2, frameon=False)
+        fig.tight_layout(rect=(0, 0.1, 1, 1))
 
     def readout(d):
         used = ", ".join(f"{k}={v:g}" for k, v in d["overrides"].items()) or "no ALPHA/TEMPERATURE knob"
@@ -271,4 +288,4 @@ def method_panel(bench, *, seed=0, epochs=10, method="KD", alpha=0.9, temperatur
     return Panel(compute, draw,
                  {"METHOD": choice(method, METHODS), "ALPHA": slider(alpha, 0.0, 1.0, 0.05),
                   "TEMPERATURE": slider(temperature, 0.5, 20.0, 0.5)},
-                 readout=readout, figsize=(8, 3))
+                 readout=readout, figsize=(11, 3.4))

@@ -139,25 +139,30 @@ def plot_curves(results, *, threshold=None, title=None):
     """Figures 1-2 analogue with seed bands: CE part of the training loss, training accuracy and test
     accuracy per epoch, and test accuracy against forward-backward passes (equal compute)."""
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.4))
-    for arm, curves in results.items():
+    styles = ["-", "--", "-.", ":"]
+    for i, (arm, curves) in enumerate(results.items()):
         color = COLORS.get(arm)
-        seed_band(axes[0], curves["ce"], label=arm, color=color)
-        seed_band(axes[1], curves["train_acc"], label=arm, color=color)
-        seed_band(axes[2], curves["test_acc"], label=arm, color=color)
-        axes[3].plot(curves["passes"].mean(0), curves["test_acc"].mean(0), marker=".", color=color, label=arm)
+        for ax, key in zip(axes[:3], ("ce", "train_acc", "test_acc")):
+            seed_band(ax, curves[key], label=arm, color=color).set_linestyle(styles[i % 4])
+        axes[3].plot(curves["passes"].mean(0), curves["test_acc"].mean(0), marker="os^D"[i % 4], ms=3,
+                     ls=styles[i % 4], color=color, label=arm)
     axes[0].set_yscale("log")
-    for ax, name in zip(axes, ("training loss, CE part (log)", "training accuracy (%)", "test accuracy (%)",
-                               "test accuracy (%), mean")):
+    for ax, name, ylabel in zip(axes, ("training loss, CE part", "training accuracy", "test accuracy",
+                                       "test accuracy against compute"),
+                                ("cross-entropy (nats, log scale)", "training accuracy (%)", "test accuracy (%)",
+                                 "test accuracy (%), mean over seeds")):
         ax.set_title(name, fontsize=9)
+        ax.set_ylabel(ylabel)
         ax.set_xlabel("epoch")
     axes[3].set_xlabel("forward-backward passes (batches)")
     if threshold is not None:
         for ax in axes[2:]:
-            ax.axhline(threshold, ls=":", color="0.5")
-    axes[2].legend(fontsize=7, loc="lower right")
+            ax.axhline(threshold, ls=":", color="0.5", label=f"threshold {threshold:g}%")
+    handles, labels = axes[3].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=len(labels), frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
 
 
@@ -263,19 +268,23 @@ def retrain_panel(data, teacher, *, recipe, settings, seed, make_student, alpha=
         ax_alpha, ax_acc, ax_loss = fig.subplots(1, 3)
         ax_alpha.plot(d["epochs"], d["alphas"], marker="o", color="C3")
         ax_alpha.set_ylim(-0.05, 1.05)
-        ax_alpha.set_title(f"alpha per epoch ({d['schedule']})", fontsize=9)
-        ax_acc.plot(d["epochs"], d["base_test_acc"], marker="o", color="0.35", label="baseline (CE)")
-        label = f"FD + adaptation (INNER_STEPS={d['inner_steps']})" if d["inner_steps"] else "FD, no adaptation"
+        ax_alpha.set_title(f"alpha per epoch ({d['schedule']} schedule)", fontsize=9)
+        ax_alpha.set_ylabel("alpha (weight of the feature term)")
+        ax_acc.plot(d["epochs"], d["base_test_acc"], marker="s", ls="--", color="0.35", label="baseline (CE only)")
+        label = f"FD + adaptation ({d['inner_steps']} inner steps)" if d["inner_steps"] else "FD, no adaptation phase"
         ax_acc.plot(d["epochs"], d["test_acc"], marker="o", color="C1", label=label)
-        ax_acc.set_title("test accuracy (%)", fontsize=9)
-        ax_acc.legend(fontsize=7)
-        ax_loss.semilogy(d["epochs"], d["base_ce"], marker="o", color="0.35")
-        ax_loss.semilogy(d["epochs"], d["ce"], marker="o", color="C1")
-        ax_loss.set_title("training loss, CE part", fontsize=9)
+        ax_acc.set_title("test accuracy", fontsize=9)
+        ax_acc.set_ylabel("test accuracy (%)")
+        ax_loss.semilogy(d["epochs"], d["base_ce"], marker="s", ls="--", color="0.35", label="baseline (CE only)")
+        ax_loss.semilogy(d["epochs"], d["ce"], marker="o", color="C1", label=label)
+        ax_loss.set_title("training loss, cross-entropy part", fontsize=9)
+        ax_loss.set_ylabel("cross-entropy (nats, log scale)")
         for ax in (ax_alpha, ax_acc, ax_loss):
             ax.set_xlabel("epoch")
             ax.set_xticks(d["epochs"])
-        fig.tight_layout()
+        handles, labels = ax_acc.get_legend_handles_labels()
+        fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=2, frameon=False)
+        fig.tight_layout(rect=(0, 0.1, 1, 1))
 
     def readout(d):
         return (f"ALPHA={d['alpha']:g} ({d['schedule']}), INNER_STEPS={d['inner_steps']}: test accuracy after "
@@ -285,4 +294,4 @@ def retrain_panel(data, teacher, *, recipe, settings, seed, make_student, alpha=
 
     return Panel(compute, draw, {"ALPHA": slider(alpha, 0.0, 1.0, 0.05), "INNER_STEPS": slider(inner_steps, 0, 3, 1),
                                  "SCHEDULE": choice(schedule, SCHEDULES)},
-                 readout=readout, figsize=(11, 3))
+                 readout=readout, figsize=(11, 3.4))

@@ -44,12 +44,16 @@ def temperature_panel(logits, true_class=None, class_names=None):
         ax_bars, ax_curve = fig.subplots(1, 2)
         soft_target_bars(ax_bars, data["probs"], class_names, highlight=true_class,
                          title=f"teacher soft targets at T = {data['temperature']:g}")
-        ax_curve.semilogx(data["temperatures"], data["entropy_curve"])
-        ax_curve.axhline(data["max_entropy"], ls="--", color="0.5", label="uniform (log C)")
-        ax_curve.scatter([data["temperature"]], [data["entropy"]], color="C3", zorder=3)
-        ax_curve.set_xlabel("temperature T")
+        ax_bars.set_xlabel("class (highlighted: the true class)")
+        ax_bars.set_ylabel("probability")
+        ax_curve.semilogx(data["temperatures"], data["entropy_curve"], color="C0", label="entropy of the soft targets")
+        ax_curve.axhline(data["max_entropy"], ls="--", color="0.5", label="uniform distribution (log C)")
+        ax_curve.scatter([data["temperature"]], [data["entropy"]], color="C3", zorder=3,
+                         label=f"T = {data['temperature']:g}")
+        ax_curve.set_title("entropy against temperature", fontsize=10)
+        ax_curve.set_xlabel("temperature T (log scale)")
         ax_curve.set_ylabel("entropy (nats)")
-        ax_curve.legend(fontsize=8)
+        ax_curve.legend(fontsize=8, loc="lower right")
         fig.tight_layout()
 
     return Panel(lambda TEMPERATURE: temperature_view(logits, TEMPERATURE), draw,
@@ -118,14 +122,16 @@ def retrain_panel(data, teacher, *, hidden=(8,), recipe=None, seed=0, alpha=0.9,
     def draw(data_, fig):
         ax_loss, ax_acc = fig.subplots(1, 2)
         ax_loss.plot(data_["epochs"], data_["train_loss"], color="C1")
-        ax_loss.set_title("student training loss", fontsize=10)
+        ax_loss.set_title("KD student: training loss", fontsize=10)
         ax_loss.set_xlabel("epoch")
-        ax_acc.plot(data_["epochs"], data_["ce_test_acc"], label="CE only", color="0.5")
-        ax_acc.plot(data_["epochs"], data_["test_acc"], label=f"KD (alpha={data_['alpha']:g}, T={data_['temperature']:g})",
+        ax_loss.set_ylabel("(1 - alpha) CE + alpha KD")
+        ax_acc.plot(data_["epochs"], data_["ce_test_acc"], label="CE only (fixed reference)", color="0.45", ls="--")
+        ax_acc.plot(data_["epochs"], data_["test_acc"], label=f"KD (alpha = {data_['alpha']:g}, T = {data_['temperature']:g})",
                     color="C1")
+        ax_acc.set_title("test accuracy per epoch", fontsize=10)
         ax_acc.set_ylabel("test accuracy (%)")
         ax_acc.set_xlabel("epoch")
-        ax_acc.legend(fontsize=8)
+        ax_acc.legend(fontsize=8, loc="lower right")
         fig.tight_layout()
 
     return Panel(compute, draw,
@@ -173,12 +179,16 @@ def omitted_class_transfer(data, teacher, omitted, *, alpha, temperature, seed, 
 
 
 def plot_similarity(matrix, class_names=None, ax=None):
+    """The class-similarity matrix; the diagonal (zero by construction) is left blank so that the colour
+    scale spans the off-diagonal values only."""
     ax = ax or plt.gca()
     names = class_names or [str(i) for i in range(len(matrix))]
-    image = ax.imshow(matrix, cmap="viridis")
+    shown = np.array(matrix, dtype=float)
+    np.fill_diagonal(shown, np.nan)
+    image = ax.imshow(shown, cmap="viridis", vmin=np.nanmin(shown), vmax=np.nanmax(shown))
     ax.set_xticks(range(len(names)), names)
     ax.set_yticks(range(len(names)), names)
     ax.set_xlabel("wrong class the teacher points to")
     ax.set_ylabel("true class")
-    plt.colorbar(image, ax=ax, fraction=0.046)
+    plt.colorbar(image, ax=ax, fraction=0.046).set_label("share of the wrong-class probability")
     return ax

@@ -97,33 +97,54 @@ def sinusoid_mse_after(net, tasks, *, steps, lr):
     return float(np.mean(losses))
 
 
-def sinusoid_panel(maml_net, baseline_net, task, *, lr):
-    """An INNER_STEPS slider: MAML's and the pretrained baseline's fit after k steps on one new task."""
+def sinusoid_panel(maml_net, baseline_net, task, *, lr, max_steps=10):
+    """An INNER_STEPS slider: MAML's and the pretrained baseline's fit after k steps on one new task (left),
+    and the error after every number of steps up to `max_steps`, with k marked (right)."""
+    maml_curves = adaptation_curves(maml_net, task, steps=max_steps, lr=lr)
+    base_curves = adaptation_curves(baseline_net, task, steps=max_steps, lr=lr)
+    truth = np.array(maml_curves["truth"])
+
+    def mse(curve):
+        return float(np.mean((np.array(curve) - truth) ** 2))
+
+    maml_mse = [mse(c) for c in maml_curves["curves"]]
+    base_mse = [mse(c) for c in base_curves["curves"]]
 
     def compute(INNER_STEPS):
-        maml_curves = adaptation_curves(maml_net, task, steps=INNER_STEPS, lr=lr)
-        base_curves = adaptation_curves(baseline_net, task, steps=INNER_STEPS, lr=lr)
-        truth = np.array(maml_curves["truth"])
         return {
             "steps": INNER_STEPS, "grid": maml_curves["grid"], "truth": maml_curves["truth"],
-            "maml": maml_curves["curves"][-1], "baseline": base_curves["curves"][-1],
+            "maml": maml_curves["curves"][INNER_STEPS], "baseline": base_curves["curves"][INNER_STEPS],
             "maml_before": maml_curves["curves"][0],
             "x_support": maml_curves["x_support"], "y_support": maml_curves["y_support"],
-            "maml_mse": float(np.mean((np.array(maml_curves["curves"][-1]) - truth) ** 2)),
-            "baseline_mse": float(np.mean((np.array(base_curves["curves"][-1]) - truth) ** 2)),
+            "maml_mse": maml_mse[INNER_STEPS], "baseline_mse": base_mse[INNER_STEPS],
+            "maml_mse_curve": maml_mse, "baseline_mse_curve": base_mse,
         }
 
     def draw(d, fig):
-        ax = fig.subplots()
+        ax, ax_mse = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
         ax.plot(d["grid"], d["truth"], color="k", lw=1, label="true function")
         ax.plot(d["grid"], d["maml_before"], color="C0", ls=":", label="MAML, before adaptation")
         ax.plot(d["grid"], d["maml"], color="C0", label=f"MAML, {d['steps']} steps")
-        ax.plot(d["grid"], d["baseline"], color="C1", label=f"pretrained, {d['steps']} steps")
+        ax.plot(d["grid"], d["baseline"], color="C1", ls="--", label=f"pretrained, {d['steps']} steps")
         ax.scatter(d["x_support"], d["y_support"], color="C3", zorder=3, label="support points")
-        ax.legend(fontsize=7, loc="lower right")
+        ax.set_title(f"fit to one new sine wave after {d['steps']} inner steps", fontsize=10)
         ax.set_xlabel("x")
+        ax.set_ylabel("y")
+        steps = range(len(d["maml_mse_curve"]))
+        ax_mse.plot(steps, d["maml_mse_curve"], color="C0", marker="o", ms=3, label="MAML")
+        ax_mse.plot(steps, d["baseline_mse_curve"], color="C1", ls="--", marker="s", ms=3, label="pretrained")
+        ax_mse.scatter([d["steps"]] * 2, [d["maml_mse"], d["baseline_mse"]], s=60, facecolors="none",
+                       edgecolors="C3", zorder=3, label=f"{d['steps']} steps (slider)")
+        ax_mse.set_title("error against inner steps", fontsize=10)
+        ax_mse.set_xlabel("inner steps on the 10 support points")
+        ax_mse.set_ylabel("mean squared error on the curve")
+        handles, labels = ax.get_legend_handles_labels()
+        handles_mse, labels_mse = ax_mse.get_legend_handles_labels()
+        fig.legend(handles + handles_mse, labels + labels_mse, fontsize=8, loc="lower center", ncol=4,
+                   frameon=False)
+        fig.tight_layout(rect=(0, 0.14, 1, 1))
 
-    return Panel(compute, draw, {"INNER_STEPS": slider(1, 0, 10, 1)}, figsize=(6, 3),
+    return Panel(compute, draw, {"INNER_STEPS": slider(1, 0, max_steps, 1)}, figsize=(10, 3.8),
                  readout=lambda d: f"after {d['steps']} steps: MAML MSE {d['maml_mse']:.3f}, "
                                    f"pretrained MSE {d['baseline_mse']:.3f}")
 
@@ -154,12 +175,16 @@ def adaptation_panel(net, task, *, inner_steps=1, inner_lr=0.4, bn="transductive
     def draw(d, fig):
         ax_acc, ax_loss = fig.subplots(1, 2)
         ax_acc.plot(range(d["steps"] + 1), d["query_acc"], marker="o")
+        ax_acc.set_title(f"query accuracy, inner lr {d['lr']:.3g}", fontsize=10)
         ax_acc.set_xlabel("inner steps")
         ax_acc.set_ylabel("query accuracy (%)")
         ax_acc.set_ylim(0, 105)
         ax_loss.plot(range(d["steps"] + 1), d["query_loss"], marker="o", color="C1")
+        ax_loss.set_title(f"query loss, inner lr {d['lr']:.3g}", fontsize=10)
         ax_loss.set_xlabel("inner steps")
-        ax_loss.set_ylabel("query loss")
+        ax_loss.set_ylabel("cross-entropy (nats)")
+        for ax in (ax_acc, ax_loss):
+            ax.set_xticks(range(d["steps"] + 1))
         fig.tight_layout()
 
     return Panel(compute, draw, {"INNER_STEPS": slider(inner_steps, 0, 10, 1),

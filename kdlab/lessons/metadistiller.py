@@ -153,15 +153,24 @@ def step_costs(model, generator, data, *, batch_size=64, repeats=10, alpha=0.5, 
 
 
 def plot_entropy_bars(ax, values, errors=None, *, num_classes=10, title=None):
-    """Bars of mean entropy per target (dict label -> nats), with the uniform distribution's log C."""
+    """Mean entropy per target (dict label -> nats) as dots with their intervals, and the uniform
+    distribution's log C. The axis is fitted to the values and log C (entropies near log C differ by
+    hundredths of a nat, which bars from zero would flatten)."""
     labels = list(values)
-    colors = ["C2" if label.startswith("T") else "C0" for label in labels]
-    ax.bar(range(len(labels)), [values[k] for k in labels], yerr=None if errors is None else
-           [errors[k] for k in labels], color=colors, capsize=3)
-    ax.axhline(math.log(num_classes), ls="--", color="0.5", lw=1, label="uniform (log C)")
+    uniform = math.log(num_classes)
+    for i, label in enumerate(labels):
+        generated = label.startswith("T")
+        ax.errorbar([i], [values[label]], yerr=None if errors is None else [errors[label]], capsize=3, ms=8,
+                    marker="o" if generated else "s", color="C2" if generated else "C0", ls="none")
+    ax.axhline(uniform, ls="--", color="0.5", lw=1, label="uniform distribution (log C)")
+    spread = [values[k] - (errors or {}).get(k, 0.0) for k in labels] + [uniform]
+    top = [values[k] + (errors or {}).get(k, 0.0) for k in labels] + [uniform]
+    margin = 0.1 * (max(top) - min(spread)) + 0.01
+    ax.set_ylim(min(spread) - margin, max(top) + 2 * margin)
+    ax.set_xlim(-0.5, len(labels) - 0.5)
     ax.set_xticks(range(len(labels)), labels, fontsize=8)
     ax.set_ylabel("mean entropy (nats)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper right")
     ax.set_title(title or "", fontsize=10)
 
 
@@ -175,8 +184,13 @@ def example_targets(model, generator, x, index, temperature=1.0):
 
 
 def plot_example_targets(axes, rows, true_class):
+    """One bar chart per soft target; a shared probability axis fitted to the largest bar."""
+    top = min(1.0, 1.15 * max(max(probs) for probs in rows.values()))
     for ax, (name, probs) in zip(axes, rows.items()):
         soft_target_bars(ax, probs, highlight=true_class, title=name, color="C2" if name.startswith("T") else "C0")
+        ax.set_ylim(0, top)
+        ax.set_xlabel("class (highlighted: the true one)", fontsize=8)
+    axes[0].set_ylabel("probability")
 
 
 # -- pictures -------------------------------------------------------------------------------------
@@ -187,8 +201,9 @@ def exit_bars(ax, accuracies, title=None):
     width = 0.8 / len(methods)
     for i, method in enumerate(methods):
         values = [accuracies[method][k] for k in keys]
-        ax.bar(np.arange(len(keys)) + (i - (len(methods) - 1) / 2) * width, values, width, label=method)
-    ax.set_xticks(range(len(keys)), keys)
+        ax.bar(np.arange(len(keys)) + (i - (len(methods) - 1) / 2) * width, values, width, label=method,
+               color=f"C{i}", hatch=["", "//", "..", "xx"][i % 4], edgecolor="white")
+    ax.set_xticks(range(len(keys)), [exit_name(k) for k in keys])
     low = min(v for a in accuracies.values() for v in a.values())
     ax.set_ylim(max(0, low - 5), 100)
     ax.set_ylabel("test accuracy (%)")
@@ -196,16 +211,40 @@ def exit_bars(ax, accuracies, title=None):
     ax.set_title(title or "", fontsize=10)
 
 
+def exit_name(key):
+    """'exit1' -> 'exit 1', 'final' -> 'final exit', 'ensemble' -> 'ensemble of exits' (for legends and ticks)."""
+    if key.startswith("exit"):
+        return f"exit {key[4:]}"
+    return {"final": "final exit", "ensemble": "ensemble of exits"}.get(key, key)
+
+
 def plot_exit_curves(ax, history, num_exits, title=None):
     """Test accuracy of every exit, the final output and the ensemble at the evaluated epochs."""
     keys = [f"test_acc_exit{k}" for k in range(1, num_exits)] + ["test_acc", "test_acc_ensemble"]
-    for key in keys:
+    styles = ["-", "--", "-.", ":"]
+    for i, key in enumerate(keys):
         epochs = [r["epoch"] for r in history.records if key in r]
-        name = key.replace("test_acc_", "").replace("test_acc", "final")
-        ax.plot(epochs, history.series(key), marker="o", ms=3, label=name)
+        name = exit_name(key.replace("test_acc_", "").replace("test_acc", "final"))
+        ax.plot(epochs, history.series(key), marker="os^D"[i % 4], ms=4, ls=styles[i % 4], label=name)
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy (%)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(title or "", fontsize=10)
+
+
+def plot_target_entropy_curves(ax, history, num_exits, title=None):
+    """Mean entropy of each generated target T_k on the training batches per epoch; meta epochs shaded."""
+    epochs = history.series("epoch")
+    for k in range(1, num_exits):
+        ax.plot(epochs, history.series(f"target_entropy{k}"), marker="os^"[(k - 1) % 3], ms=4,
+                ls=["-", "--", "-."][(k - 1) % 3], label=f"T{k} (target of exit {k})")
+    meta = [r["epoch"] for r in history.records if r.get("meta_epoch")]
+    for i, e in enumerate(meta):
+        ax.axvspan(e - 0.5, e + 0.5, color="0.9", zorder=0, label="meta epoch" if i == 0 else None)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean entropy (nats)")
+    ax.set_xticks(epochs if len(epochs) <= 12 else epochs[::max(1, len(epochs) // 10)])
+    ax.legend(fontsize=8, loc="lower left")
     ax.set_title(title or "", fontsize=10)
 
 
@@ -275,16 +314,19 @@ def md_panel(data, *, recipe, seed=0, alpha=0.5, temperature=1.0, meta_every=5, 
             "md": {k: result[k] for k in keys}, "dsn": {k: reference[k] for k in keys},
             "entropies": {k: result[k] for k in result if k.startswith("H_T")} | {"H_final": result["H_final"]},
             "meta_epochs": sum(bool(r.get("meta_epoch")) for r in history.records),
+            "history": history, "num_exits": len(keys) - 1,
             "seconds": result["seconds"], "meta_seconds": result["meta_seconds"],
             "train_loss": history.last.get("loss", float("nan")),
         }
 
     def draw(d, fig):
-        ax_acc, ax_h = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
+        ax_acc, ax_h, ax_curve = fig.subplots(1, 3, gridspec_kw={"width_ratios": [3, 2, 3]})
         exit_bars(ax_acc, {"DSN": d["dsn"], "MD": d["md"]}, title="test accuracy per exit")
         labels = {k: k.replace("H_", "") for k in d["entropies"]}
         plot_entropy_bars(ax_h, {labels[k]: v for k, v in d["entropies"].items()}, num_classes=data.num_classes,
-                          title=f"target entropy at T = {d['temperature']:g}")
+                          title=f"test-set entropy at T = {d['temperature']:g}")
+        plot_target_entropy_curves(ax_curve, d["history"], d["num_exits"],
+                                   title=f"generated targets while training (M = {d['meta_every']})")
         fig.tight_layout()
 
     def readout(d):
@@ -297,4 +339,4 @@ def md_panel(data, *, recipe, seed=0, alpha=0.5, temperature=1.0, meta_every=5, 
     return Panel(compute, draw,
                  {"ALPHA": slider(alpha, 0.0, 1.0, 0.05), "TEMPERATURE": slider(temperature, 0.5, 8.0, 0.5),
                   "META_EVERY": slider(meta_every, 1, 20, 1)},
-                 readout=readout, figsize=(9, 3.2))
+                 readout=readout, figsize=(14, 3.6))

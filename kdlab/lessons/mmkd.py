@@ -9,6 +9,8 @@ from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.colors import TwoSlopeNorm
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 import torch
 import torch.nn.functional as F
 
@@ -37,6 +39,17 @@ TEACHER_NOTES = {
     "short": "MLP 64-256-256-10, stopped early",
     "noisy": "MLP 64-256-256-10, memorised 50% wrong labels",
 }
+# one look per teacher in every figure: colour from the kit's cycle, plus a line style and marker, so the
+# curves stay apart where they overlap and without colour
+# (the kit's role colours C1 KD, C2 meta, C3 student, C7 cross-entropy are left to those roles)
+TEACHER_STYLES = {"cnn": dict(color="C0", ls="-", marker="o"), "mlp": dict(color="C9", ls="--", marker="s"),
+                  "short": dict(color="C5", ls="-.", marker="^"), "noisy": dict(color="C4", ls=":", marker="D")}
+OTHER_STYLES = [dict(color=f"C{i}", ls=ls, marker=m) for i, ls, m in ((6, "-", "v"), (8, "--", "P"))]
+
+
+def teacher_style(name, index=0):
+    """Line keywords for teacher `name` (a zoo teacher's own look; others by their position)."""
+    return TEACHER_STYLES.get(name, OTHER_STYLES[index % len(OTHER_STYLES)])
 
 
 def noisy_labels(labels, fraction, seed, num_classes):
@@ -116,15 +129,15 @@ def run_ce(data, *, seed, hidden, epochs, lr, batch_size, architecture=None, sch
     return history.last["test_acc"]
 
 
-def run_method(data, teachers, *, seed, hidden, recipe, architecture=None, **overrides):
+def run_method(data, teachers, *, seed, hidden, recipe, architecture=None, method_class=MMKD, **overrides):
     """One student trained with `fit(MMKD(...), ...)`, the options of `recipe | overrides` sent to `fit`
-    (the loop's; evaluated at the end unless `eval_every` says otherwise) or to MMKD; returns (test
-    accuracy, the trained method (`.model` the student, `.nets` the weight nets), history)."""
+    (the loop's; evaluated at the end unless `eval_every` says otherwise) or to MMKD (or `method_class`);
+    returns (test accuracy, the trained method (`.model` the student, `.nets` the weight nets), history)."""
     options = {**recipe, **overrides}
     fit_options = {name: options.pop(name) for name in ("epochs", "lr", "batch_size", "schedule", "augment",
                                                          "eval_every", "callbacks") if name in options}
     fit_options.setdefault("eval_every", fit_options["epochs"])
-    method = MMKD(new_student(data, hidden, seed, architecture), list(teachers.values()), **options)
+    method = method_class(new_student(data, hidden, seed, architecture), list(teachers.values()), **options)
     history = fit(method, data, seed=seed, progress=False, **fit_options)
     return history.last["test_acc"], method, history
 
@@ -215,10 +228,20 @@ def weights_on(method, x, y, batch_size):
     return torch.cat(w_logit), torch.cat(w_feat)
 
 
-def plot_weight_map(ax, weights, names, order=None):
-    """Per-sample weights as a heat map: one row per teacher, one column per sample."""
+def weight_norm(*weights):
+    """A diverging colour scale for teacher weights, centred at uniform 1/K and fitted to the data's range."""
+    k = weights[0].shape[1]
+    low = min(float(w.min()) for w in weights)
+    high = max(float(w.max()) for w in weights)
+    return TwoSlopeNorm(vcenter=1.0 / k, vmin=min(low, 1.0 / k - 1e-3), vmax=max(high, 1.0 / k + 1e-3))
+
+
+def plot_weight_map(ax, weights, names, order=None, norm=None):
+    """Per-sample weights as a heat map: one row per teacher, one column per sample; white is the uniform
+    weight 1/K, warm colours more, cool colours less (`norm` from `weight_norm`, shared between maps)."""
     w = weights if order is None else weights[order]
-    image = ax.imshow(w.t().cpu().numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+    norm = norm or weight_norm(w)
+    image = ax.imshow(w.t().cpu().numpy(), aspect="auto", cmap="RdBu_r", norm=norm, interpolation="nearest")
     ax.set_yticks(range(len(names)), names)
     ax.set_xlabel("training sample")
     return image
@@ -228,12 +251,14 @@ def plot_weight_map(ax, weights, names, order=None):
 def draw_weight_nets(fig, num_classes, num_teachers, batch_size):
     """The two meta-weight networks as block diagrams, with this notebook's widths."""
     k, c, b = num_teachers, num_classes, batch_size
-    rows = [("logit net (E3)", [f"teacher logits\nz^t1..z^t{k}\n+ sg(student z^s)", f"concat\n{c}(K+1) = {c * (k + 1)}",
-                                 f"FC {c * (k + 1)} -> {c * (k + 1) // 2}\nReLU", f"FC {c * (k + 1) // 2} -> {k}",
-                                 f"softmax\nw^l: {k} weights"]),
-            ("feature net (E6)", [f"Gram rows G_i\nof {k} teachers\n+ sg(student)", f"concat\n{b}(K+1) = {b * (k + 1)}",
-                                  f"FC {b * (k + 1)} -> {b * (k + 1) // 2}\nReLU", f"FC {b * (k + 1) // 2} -> {k}",
-                                  f"softmax\nw^f: {k} weights"])]
+    rows = [("logit net (Eqs. 1-2)", [f"teacher logits\nz^t1..z^t{k}\n+ sg(student z^s)",
+                                       f"concat\n{c}(K+1) = {c * (k + 1)}",
+                                       f"FC {c * (k + 1)} -> {c * (k + 1) // 2}\nReLU", f"FC {c * (k + 1) // 2} -> {k}",
+                                       f"softmax\nw^l: {k} weights"]),
+            ("feature net (Eqs. 3-5)", [f"Gram rows G_i\nof {k} teachers\n+ sg(student)",
+                                        f"concat\n{b}(K+1) = {b * (k + 1)}",
+                                        f"FC {b * (k + 1)} -> {b * (k + 1) // 2}\nReLU",
+                                        f"FC {b * (k + 1) // 2} -> {k}", f"softmax\nw^f: {k} weights"])]
     ax = fig.add_subplot(111, xlim=(0, 10), ylim=(0, 4.2))
     ax.axis("off")
     colors = ["#dde8f5", "#eeeeee", "#fbe3c9", "#fbe3c9", "#d9f0d3"]
@@ -261,39 +286,116 @@ def weight_table(weights_by_method, groups, names):
 
 
 # -- the cheap panel ---------------------------------------------------------------------------------------
+class WatchedMMKD(MMKD):
+    """MMKD that also keeps, per training batch, the mean logit weight of each teacher and the loss terms,
+    and per meta update the batch it followed and its meta loss; training is exactly MMKD's."""
+
+    def prepare(self, data, run):
+        self.batch_weights, self.batch_terms, self.meta_batches, self.meta_losses = [], [], [], []
+        return super().prepare(data, run)
+
+    def step(self, batch, run):
+        losses = super().step(batch, run)
+        self.batch_weights.append([float(losses[f"w_logit_{k}"]) for k in range(len(self.teachers))])
+        terms = (self.gamma * float(losses["ce"]), self.alpha * float(losses["kd"]), self.beta * float(losses["feat"]))
+        self.batch_terms.append(terms)
+        return losses
+
+    def meta_step(self, hard_batch):
+        result = super().meta_step(hard_batch)
+        self.meta_batches.append(len(self.batch_weights) + 1)  # called inside the step of that batch
+        self.meta_losses.append(float(result["meta_loss"]))
+        return result
+
+
+# the terms of Eq. 9 as the panel names them, with their line styles
+LOSS_TERMS = {"gamma x cross-entropy (Eq. 8)": dict(color="C7", ls="-"),
+              "alpha x logit KD term (Eq. 6)": dict(color="C1", ls="--"),
+              "beta x feature term (Eq. 7)": dict(color="C6", ls="-.", lw=1.6)}
+
+
+@torch.no_grad()
+def disputed_image(teachers, x):
+    """Index of the first input on which the teachers' predicted classes differ (0 if they always agree)."""
+    logits, _ = teacher_outputs(list(teachers.values()), x)
+    disputed = (logits.argmax(-1) != logits[:, :1].argmax(-1)).any(dim=1).nonzero()
+    return int(disputed[0]) if len(disputed) else 0
+
+
+@torch.no_grad()
+def mixed_target(method, x, y, index, batch_size):
+    """For input `index` of the first batch of `x`: the soft target the student is pulled towards,
+    sum_k w_k softmax(z^tk / tau) (the minimiser over q of sum_k w_k KL(p_tk || q), so Eq. 6's target), with
+    the trained method's logit weights, and the student's softmax(z^s / tau). Both (C,) arrays."""
+    weights, _ = weights_on(method, x[:batch_size], y[:batch_size], batch_size)
+    t_logits, _ = teacher_outputs(method.teachers, x[index:index + 1])
+    tau = method.temperature
+    mixed = (weights[index].view(-1, 1) * F.softmax(t_logits[0] / tau, dim=-1)).sum(0)
+    student = F.softmax(method.model(x[index:index + 1])[0] / tau, dim=-1)
+    return mixed.cpu().numpy(), student.cpu().numpy()
+
+
 def mmkd_panel(data, teachers, *, hidden, recipe, seed=0, temperature=4.0, beta=10.0, meta_every=5,
                teacher_names=None):
-    """TEMPERATURE, BETA and META_EVERY sliders: retrain one short MMKD student and show the mean teacher
-    weights per epoch and the final accuracy (a few seconds per setting)."""
+    """TEMPERATURE, BETA and META_EVERY sliders: retrain one short MMKD student and show, per training
+    batch, the mean logit weight of each teacher (Eq. 2) and the terms of the student's loss (Eq. 9); the
+    meta loss of each meta update (Eq. 12); and, after training, the mixed soft target of one training
+    image on which the teachers disagree (a few seconds per setting)."""
     names = teacher_names or list(teachers)
+    batch_size = recipe["batch_size"]
+    image = disputed_image(teachers, data.x_train[:batch_size])
 
     def compute(TEMPERATURE, BETA, META_EVERY):
         started = time.perf_counter()
-        acc, _, history = run_method(data, teachers, seed=seed, hidden=hidden, recipe=recipe,
-                                     temperature=TEMPERATURE, beta=BETA, meta_every=META_EVERY)
-        curves = {name: history.series(f"w_logit_{k}") for k, name in enumerate(names)}
+        acc, method, _ = run_method(data, teachers, seed=seed, hidden=hidden, recipe=recipe, method_class=WatchedMMKD,
+                                    temperature=TEMPERATURE, beta=BETA, meta_every=META_EVERY)
+        weights, terms = np.array(method.batch_weights), np.array(method.batch_terms)
+        mixed, student = mixed_target(method, data.x_train, data.y_train, image, batch_size)
         return {"temperature": TEMPERATURE, "beta": BETA, "meta_every": META_EVERY, "acc": acc,
-                "epochs": history.series("epoch"), "weights": curves,
-                "final_weights": {name: c[-1] for name, c in curves.items()},
-                "meta_epochs": [r["epoch"] for r in history.records if "meta_loss" in r],
-                "meta_loss": history.series("meta_loss"), "seconds": time.perf_counter() - started}
+                "batches": np.arange(1, len(weights) + 1), "weights": dict(zip(names, weights.T)),
+                "final_weights": dict(zip(names, weights[-1].tolist())), "terms": dict(zip(LOSS_TERMS, terms.T)),
+                "meta_batches": np.array(method.meta_batches), "meta_loss": np.array(method.meta_losses),
+                "image": image, "label": int(data.y_train[image]), "mixed_target": mixed, "student": student,
+                "seconds": time.perf_counter() - started}
 
     def draw(d, fig):
-        ax_w, ax_m = fig.subplots(1, 2)
-        for name, curve in d["weights"].items():
-            ax_w.plot(d["epochs"], curve, label=name)
-        ax_w.set(xlabel="epoch", ylabel="mean logit weight", ylim=(0, 1))
-        ax_w.legend(fontsize=8)
-        ax_m.plot(d["meta_epochs"], d["meta_loss"], color="C3")
-        ax_m.set(xlabel="epoch", ylabel="meta loss (hard batch CE)")
-        fig.tight_layout(rect=(0, 0, 1, 0.9))  # room for the panel's title
+        (ax_w, ax_m), (ax_l, ax_t) = fig.subplots(2, 2)
+        batches, n_meta = d["batches"], len(d["meta_batches"])
+        every = max(1, len(batches) // 8)
+        for k, (name, curve) in enumerate(d["weights"].items()):
+            ax_w.plot(batches, curve, label=name, markevery=every, markersize=4, **teacher_style(name, k))
+        ax_w.axhline(1 / len(names), color="0.4", lw=0.8, ls=(0, (1, 3)), label="uniform 1/K")
+        ax_w.set(title="mean logit weight per teacher (Eq. 2)", xlabel="training batch", ylabel="weight (fraction)")
+        ax_w.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        ax_m.plot(d["meta_batches"], d["meta_loss"], color="C2", marker="o", markersize=3, lw=1)
+        ax_m.set(title=f"meta loss at each of the {n_meta} meta updates (Eq. 12)", xlabel="training batch",
+                 ylabel="hard-batch CE (nats)")
+        for (name, curve), style in zip(d["terms"].items(), LOSS_TERMS.values()):
+            if np.any(curve > 0):  # beta = 0: no feature term to draw on a log scale
+                ax_l.plot(batches, curve, label=name, **{"lw": 1.2, **style})
+        ax_l.set(title="student's loss terms (Eq. 9)", xlabel="training batch", ylabel="loss (nats, log scale)",
+                 yscale="log")
+        ax_l.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+        ax_l.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax_l.yaxis.set_minor_formatter(NullFormatter())
+        ax_l.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        for ax in (ax_w, ax_m, ax_l):
+            ax.set_xlim(0, batches[-1] + 0.5)
+        classes = np.arange(len(d["mixed_target"]))
+        ax_t.bar(classes, d["mixed_target"], color="C0", alpha=0.8, label="mixed teacher target")
+        ax_t.plot(classes, d["student"], "D", color="C3", markersize=5, label="student")
+        ax_t.set(title=f"soft targets at tau = {d['temperature']:g}, training image {d['image']} (label {d['label']})",
+                 xlabel="class", ylabel="probability", xticks=classes)
+        ax_t.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        fig.tight_layout(rect=(0, 0, 1, 0.95))  # room for the panel's title
 
     def readout(d):
         weights = ", ".join(f"{n} {w:.2f}" for n, w in d["final_weights"].items())
-        return (f"T = {d['temperature']:g}, beta = {d['beta']:g}, meta step every {d['meta_every']}: "
-                f"student {d['acc']:.1f}%; last-epoch weights {weights}; {d['seconds']:.1f} s")
+        return (f"T = {d['temperature']:g}, beta = {d['beta']:g}, a meta update every {d['meta_every']} batches: "
+                f"{len(d['meta_batches'])} meta updates in {len(d['batches'])} batches; student {d['acc']:.1f}%; "
+                f"last-batch weights {weights}; {d['seconds']:.1f} s")
 
     return Panel(compute, draw, {"TEMPERATURE": slider(temperature, 1.0, 10.0, 0.5),
                                  "BETA": slider(beta, 0.0, 100.0, 1.0),
                                  "META_EVERY": slider(meta_every, 1, 20, 1)},
-                 readout=readout, title="MMKD: teacher weights while the student trains", figsize=(9, 3))
+                 readout=readout, title="MMKD: what each slider moves while one student trains", figsize=(12, 6.4))

@@ -182,8 +182,8 @@ def plot_sweep(rows, baseline=None, ax=None):
                     yerr=[r["ci"] for r in points], marker="o", capsize=3, label=f"T = {t:g}", color=f"C{i}")
     if baseline is not None:
         ax.axhline(baseline, color="0.4", ls="--", lw=1, label="plain MAML (KD weight 0)")
-    ax.set(xscale="log", xlabel="KD_WEIGHT (0 drawn at 1e-3)", ylabel="meta-val accuracy (%)")
-    ax.legend(fontsize=8)
+    ax.set(xscale="log", xlabel="KD weight w (log scale; 0 drawn at 1e-3)", ylabel="meta-val accuracy (%)")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return ax
 
 
@@ -226,21 +226,24 @@ def adaptation_panel(teacher, student, tasks, *, inner_steps=1, inner_lr=0.4, kd
         ax_acc, ax_soft = fig.subplots(1, 2)
         ax_acc.bar(range(3), [d["without_kd"], d["with_kd"], d["teacher"]], color=["C2", "C0", "C1"])
         ax_acc.set_xticks(range(3), ["student, CE only", "student, CE + KD", "adapted teacher"], fontsize=8)
-        ax_acc.set(ylim=(0, 105), ylabel=f"query accuracy (%), {d['tasks']} test tasks")
+        ax_acc.set(ylim=(0, 105), ylabel="query accuracy (%)")
+        ax_acc.set_title(f"after adaptation, mean of {d['tasks']} test tasks", fontsize=9)
         soft, width = d["soft"], 0.38
         x = np.arange(len(soft["teacher"]))
-        ax_soft.bar(x - width / 2, soft["teacher"], width, color="C1", label="adapted teacher (target)")
-        ax_soft.bar(x + width / 2, soft["student"], width, color="C0", label="adapted student")
-        ax_soft.set(xticks=x, ylim=(0, 1))
+        ax_soft.bar(x - width / 2, soft["teacher"], width, color="C1", label="adapted teacher\n(the KD target)")
+        ax_soft.bar(x + width / 2, soft["student"], width, color="C0", hatch="//", edgecolor="white",
+                    label="adapted student")
+        ax_soft.set(xticks=x, ylim=(0, min(1.0, 1.15 * max(soft["teacher"] + soft["student"]))),
+                    xlabel="class of the task", ylabel="probability")
         ax_soft.set_title(f"soft targets at T = {d['temperature']:g}, support image of class {soft['label']}",
                           fontsize=9)
-        ax_soft.legend(fontsize=7)
+        ax_soft.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         fig.tight_layout()
 
     return Panel(compute, draw, {"INNER_STEPS": slider(inner_steps, 0, 5, 1),
                                  "INNER_LR": log_slider(inner_lr, 0.01, 2.0),
-                                 "KD_WEIGHT": slider(float(kd_weight), 0.0, 4.0, 0.05),
-                                 "TEMPERATURE": slider(float(temperature), 0.5, 10.0, 0.5)}, figsize=(9, 3.2),
+                                 "KD_WEIGHT": slider(float(kd_weight), 0.0, 4.0, 0.25),
+                                 "TEMPERATURE": slider(float(temperature), 0.5, 10.0, 0.5)}, figsize=(10, 3.4),
                  readout=lambda d: (f"{d['inner_steps']} steps at lr {d['inner_lr']:.3g}, "
                                     f"KD_WEIGHT {d['kd_weight']:g}, T {d['temperature']:g}: "
                                     f"student {d['with_kd']:.1f}% with KD vs {d['without_kd']:.1f}% without; "

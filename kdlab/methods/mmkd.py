@@ -1,8 +1,8 @@
 """MMKD: adaptive multi-teacher distillation with meta-learned per-sample teacher weights and a hard buffer.
 
 Zhang, Chen, Wang (ICME 2023), "Adaptive Multi-Teacher Knowledge Distillation with Meta-Learning", arXiv
-2306.06634, code Rorozhl/MMKD. Our copy lost the equations: E1-E12 are rebuilt from the code [the paper's
-numbers]. K frozen teachers; student theta with regressors r_k; meta-weight nets phi = (phi_l, phi_f).
+2306.06634, code Rorozhl/MMKD. E1-E12 number every computation of the step, the paper's equation numbers in
+brackets where the paper writes one (docs/notes/mmkd.md: where the code and the paper differ). K frozen teachers; student theta with regressors r_k; meta-weight nets phi = (phi_l, phi_f).
 
   E1 [8]    L_CE    = mean_i CE(z^s_i, y_i)
   E2        l^KD_ik = tau^2 KL(softmax(z^tk_i / tau) || softmax(z^s_i / tau))          (per sample, teacher)
@@ -37,7 +37,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .. import config
+from .. import config, losses
 from ..data.hard_buffer import HardBuffer, check_sizes
 from ..meta import forward, momentum_buffers, params_of, unrolled_sgd
 from ..models.meta_weight import build_modules, num_classes_of, pool_to, teacher_outputs, teacher_rows
@@ -49,7 +49,11 @@ def per_teacher_kd(student_logits, teacher_logits, temperature):
     """E2: tau^2 KL(p_t^tau || p_s^tau) per sample and teacher, (B, K); `teacher_logits` is (B, K, C)."""
     log_p_s = F.log_softmax(student_logits / temperature, dim=-1).unsqueeze(1)
     log_p_t = F.log_softmax(teacher_logits / temperature, dim=-1)
-    return temperature**2 * (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1)
+    textbook = temperature**2 * (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1)
+    if losses.textbook_value_is_accurate(log_p_s, log_p_t, student_logits.unsqueeze(1), teacher_logits, temperature):
+        return textbook
+    # the value from kdlab.losses.kd_divergence (exact where the textbook cancels); the gradients the textbook's
+    return losses.with_value(textbook, losses.kd_divergence(student_logits.unsqueeze(1), teacher_logits, temperature))
 
 
 def per_teacher_feature_mse(student_features, teacher_features):

@@ -1,20 +1,25 @@
-"""Widgets proven in a real browser: JupyterLab from the project's .venv, headless Chromium via Playwright.
+"""Widgets proven in a real browser: the student's JupyterLab (`kdlab lab`'s configuration) from the project's
+.venv, headless Chromium via Playwright.
 
-Runs every cell of a notebook in the smoke profile, moves a slider with the keyboard and asserts that the
-panel's printed readout changed (the readout is computed from the plotted data). Screenshots go to
-`artifacts/browser/`. Needs Debian's chromium (`.ci/run` installs it); skipped when it is missing.
+For each notebook, as a student would: open it, Run All in the smoke profile, move every slider with the
+keyboard and assert that the plotted data changed (each panel's readout carries a digest of the data its
+figure drew), save, reload the page and assert that every widget is still displayed (no "model not found")
+and that the lab shows neither the news popup nor nbgrader. Screenshots go to `artifacts/browser/`. Needs
+Debian's chromium (`.ci/run` installs it); skipped when it is missing.
 """
+import json
 import os
 import secrets
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+
+from kdlab.lab import jupyter_command
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -34,16 +39,17 @@ def _free_port():
         return s.getsockname()[1]
 
 
-# the sliders each notebook's panels must answer in the browser
+# the controls of each notebook's panels (every one is moved; a label shared by two panels moves in both)
 SLIDERS = {
+    "00_start_here.ipynb": ["FREQUENCY"],
     "01_knowledge_distillation.ipynb": ["ALPHA", "TEMPERATURE"],
-    "02_maml.ipynb": ["INNER_STEPS"],
+    "02_maml.ipynb": ["INNER_STEPS", "INNER_LR"],
     "03_metadistil.ipynb": ["ALPHA", "TEMPERATURE", "TEACHER_LR"],
     "04_metadistiller.ipynb": ["ALPHA", "TEMPERATURE", "META_EVERY"],
     "05_mmkd.ipynb": ["TEMPERATURE", "BETA", "META_EVERY"],
-    "06_tsmd.ipynb": ["INNER_STEPS", "KD_WEIGHT", "TEMPERATURE"],
-    "07_meta_feature_distillation.ipynb": ["ALPHA", "INNER_STEPS"],
-    "08_comparison.ipynb": ["ALPHA", "TEMPERATURE"],
+    "06_tsmd.ipynb": ["INNER_STEPS", "INNER_LR", "KD_WEIGHT", "TEMPERATURE"],
+    "07_meta_feature_distillation.ipynb": ["ALPHA", "INNER_STEPS", "SCHEDULE"],
+    "08_comparison.ipynb": ["METHOD", "ALPHA", "TEMPERATURE"],
 }
 
 
@@ -57,9 +63,7 @@ def lab(tmp_path_factory):
     env = {**os.environ, "KDLAB_PROFILE": "smoke", "JUPYTER_NO_CONFIG": "1"}
     env.pop("KDLAB_HEADLESS", None)  # the browser is the person: widgets must be interactive
     env.pop("CI", None)
-    command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip", "127.0.0.1", f"--port={port}",
-               "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
-               f"--ServerApp.root_dir={workdir}", "--LabApp.news_url=", "--allow-root"]
+    command = jupyter_command("student", workdir, port=port, token=token)
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
     base = f"http://127.0.0.1:{port}"
@@ -115,8 +119,63 @@ def _readouts(page):
     return [r.text_content() for r in page.locator(".kdlab-readout").all()]
 
 
+def _plotted(page):
+    """The digest of the data each panel's figure drew, in page order."""
+    return [r.get_attribute("data-plotted") for r in page.locator(".kdlab-readout").all()]
+
+
+def _move(control):
+    """Two keyboard steps on a slider's handle (down, or up at its minimum), or another option of a dropdown."""
+    control.scroll_into_view_if_needed()
+    if "widget-dropdown" in (control.get_attribute("class") or ""):
+        select = control.locator("select")
+        options = [o.get_attribute("value") for o in select.locator("option").all()]
+        current = select.input_value()
+        select.select_option(next(o for o in options if o != current))
+        return
+    handle = control.locator(".noUi-handle").first
+    at_minimum = handle.get_attribute("aria-valuenow") == handle.get_attribute("aria-valuemin")
+    for _ in range(2):  # press on the handle itself: an arrow key that reached the notebook would
+        handle.press("ArrowRight" if at_minimum else "ArrowLeft")  # move the cell selection instead
+
+
+def _save_and_reload_without_the_kernel(page, base, token):
+    """Save, shut every kernel down (so no widget model survives in a kernel), reload: whatever the page shows
+    now comes from the widget state saved in the notebook file."""
+    page.locator(".jp-Notebook").first.click()
+    page.keyboard.press("Control+s")
+    page.wait_for_function("() => !document.querySelector('.jp-mod-current.jp-mod-dirty')", timeout=30_000)
+    time.sleep(1)
+    kernels = json.load(urllib.request.urlopen(f"{base}/api/kernels?token={token}"))
+    for kernel in kernels:
+        request = urllib.request.Request(f"{base}/api/kernels/{kernel['id']}?token={token}", method="DELETE")
+        urllib.request.urlopen(request)
+    page.reload()
+    page.wait_for_selector(".jp-Notebook", timeout=60_000)
+    try:  # the notebook's kernel is gone: a fresh lab may ask which kernel to start
+        page.locator(".jp-Dialog .jp-mod-accept").click(timeout=10_000)
+    except Exception:  # noqa: BLE001 (no dialog)
+        pass
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        body = page.locator("body").text_content()
+        if "model not found" in body or page.locator(".widget-slider").count():
+            break
+        time.sleep(1)
+    time.sleep(2)
+    return len(kernels)
+
+
+def _assert_a_quiet_student_lab(page):
+    menus = [m.text_content() for m in page.locator(".lm-MenuBar-itemLabel").all()]
+    assert not [m for m in menus if "nbgrader" in m.lower()], f"nbgrader's menu is in the student's lab: {menus}"
+    assert page.locator(".jp-Toolbar-item", has_text="Validate").count() == 0, "nbgrader's Validate button shows"
+    toasts = " ".join(t.text_content() for t in page.locator(".Toastify__toast").all())
+    assert "news" not in toasts.lower(), f"a news popup covers the notebook: {toasts}"
+
+
 @pytest.mark.parametrize("notebook,sliders", SLIDERS.items())
-def test_moving_a_slider_changes_the_plotted_data(lab, browser, notebook, sliders):
+def test_moving_a_slider_changes_the_plotted_data_and_widgets_survive_a_reload(lab, browser, notebook, sliders):
     base, token = lab
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page()
@@ -124,18 +183,33 @@ def test_moving_a_slider_changes_the_plotted_data(lab, browser, notebook, slider
     page.goto(f"{base}/lab/tree/{notebook}?token={token}&reset")
     page.wait_for_selector(".jp-Notebook", timeout=60_000)
     _run_all_and_wait(page, timeout_s=300)
+    _assert_a_quiet_student_lab(page)
+    moved = 0
     for label in sliders:
-        before = _readouts(page)
-        slider = page.locator(".widget-slider:visible", has=page.locator("label", has_text=label)).first
-        slider.scroll_into_view_if_needed()
-        handle = slider.locator(".noUi-handle").first
-        for _ in range(2):  # press on the handle itself: an arrow key that reached the notebook would
-            handle.press("ArrowLeft")  # move the cell selection or fold a heading instead
-        deadline = time.time() + 60
-        while time.time() < deadline and _readouts(page) == before:
-            time.sleep(0.5)
-        after = _readouts(page)
-        page.screenshot(path=str(ARTIFACTS / f"{Path(notebook).stem}_{label}.png"))
-        print(f"{notebook} {label}: {before} -> {after} ({time.time() - started:.1f} s)")
-        assert after != before, f"moving {label} changed nothing in the browser"
+        controls = page.locator(".widget-slider, .widget-dropdown", has=page.locator("label", has_text=label))
+        assert controls.count() >= 1, f"no control labelled {label}"
+        for nth in range(controls.count()):
+            before = _plotted(page)
+            assert before and all(before), f"a panel shows no digest of its plotted data: {before}"
+            _move(controls.nth(nth))
+            deadline = time.time() + 60
+            while time.time() < deadline and _plotted(page) == before:
+                time.sleep(0.5)
+            after = _plotted(page)
+            page.screenshot(path=str(ARTIFACTS / f"{Path(notebook).stem}_{label}_{nth}.png"))
+            print(f"{notebook} {label} #{nth}: {_readouts(page)} ({time.time() - started:.1f} s)")
+            assert after != before, f"moving {label} (control {nth + 1}) changed no plotted data in the browser"
+            moved += 1
+    shut_down = _save_and_reload_without_the_kernel(page, base, token)
+    assert shut_down >= 1, "no kernel ran the notebook"
+    if page.locator(".widget-slider").count():
+        page.locator(".widget-slider").first.scroll_into_view_if_needed()
+        time.sleep(3)  # the restored outputs render lazily as they scroll into view
+    page.screenshot(path=str(ARTIFACTS / f"{Path(notebook).stem}_reloaded.png"))
+    body = page.locator("body").text_content()
+    assert "model not found" not in body and "Error displaying widget" not in body, \
+        f"{notebook}: a widget was lost on reload"
+    restored = page.locator(".widget-slider, .widget-dropdown").count()
+    assert restored >= moved, f"{notebook}: {restored} of {moved} controls were restored after the reload"
+    print(f"{notebook}: run all, {moved} controls moved, save and reload in {time.time() - started:.1f} s")
     page.close()

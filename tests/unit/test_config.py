@@ -9,9 +9,10 @@ from kdlab.errors import ParameterError
 
 @pytest.mark.parametrize("name,value,fragment", [
     ("PROFILE", "fast", "one of 'smoke', 'class', 'full'"),
-    ("TEMPERATURE", 0, "> 0"),
-    ("TEMPERATURE", -2.0, "> 0"),
-    ("TEMPERATURE", math.inf, "finite"),
+    ("TEMPERATURE", 0, "(0, 1000]"),
+    ("TEMPERATURE", -2.0, "(0, 1000]"),
+    ("TEMPERATURE", math.inf, "(0, 1000]"),
+    ("TEMPERATURE", 1e4, "rounding noise"),
     ("ALPHA", 1.5, "[0, 1]"),
     ("ALPHA", -0.1, "[0, 1]"),
     ("ALPHA", "0.5", "[0, 1]"),

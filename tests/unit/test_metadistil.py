@@ -423,3 +423,110 @@ def test_lesson_finite_difference_check_is_tight():
     from kdlab.lessons.metadistil import finite_difference_check
 
     assert finite_difference_check(seed=0) < 1e-6
+
+
+# ----------------------------------------------------------------------------------------- the teaching panel (lesson)
+
+@pytest.mark.parametrize("alpha", [0.0, 0.9])
+def test_teacher_watch_splits_the_teachers_movement_into_weight_decay_and_meta_gradients(alpha):
+    from kdlab.lessons.metadistil import TeacherWatch
+
+    data = digits64()
+    student, teacher = digit_models()
+    method = md.MetaDistil(student, teacher, teacher_lr=1e-2, alpha=alpha, temperature=TAU, quiz_batch_size=10)
+    watch = TeacherWatch(teacher, data.x_train, TAU)
+    fit(method, data, epochs=3, lr=0.05, batch_size=32, seed=0, progress=False, eval_every=3,
+        callbacks=[lambda history, _: watch(history, method)])
+    assert watch.epochs == [1, 2, 3]
+    assert 0 < watch.decay_moved[0] < watch.decay_moved[-1]
+    if alpha == 0:  # no KD term, no meta-gradient: the teacher is exactly its start scaled by weight decay
+        assert max(watch.meta_moved) < 1e-12 and watch.soft_target_change[-1] > 0
+    else:
+        assert min(watch.meta_moved) > 1e-6
+
+
+def test_lesson_finite_difference_check_follows_a_teaching_experiment_of_several_steps():
+    from kdlab import meta
+    from kdlab.lessons.metadistil import finite_difference_check
+
+    def unrolled(student, teacher, batches, x_q, y_q, lr, alpha, temperature, keep=slice(None)):
+        params = meta.params_of(student)
+        for x, y in batches[keep]:
+            loss = md.student_loss(meta.forward(student, params, x), teacher(x), y, alpha, temperature)["loss"]
+            params = meta.lookahead(student, params, loss, lr, create_graph=True)
+        return torch.autograd.grad(md.quiz_loss(meta.forward(student, params, x_q), y_q), list(teacher.parameters()))
+
+    assert finite_difference_check(seed=0, steps=3, gradient=unrolled) < 1e-6
+    last_step_only = functools.partial(unrolled, keep=slice(-1, None))
+    assert finite_difference_check(seed=0, steps=3, gradient=last_step_only) > 1e-2
+    with pytest.raises(ValueError):
+        finite_difference_check(seed=0, steps=2)
+
+
+def test_every_slider_of_the_teaching_panel_changes_its_plot_visibly():
+    from kdlab.lessons.metadistil import teaching_panel
+    from kdlab.widgets import audit_sliders
+
+    data = load("digits", train_size=100, seed=0)
+    torch.manual_seed(0)
+    teacher = MLP(64, hidden=(32,), num_classes=10)
+    fit(teacher, data, epochs=5, lr=0.05, batch_size=32, seed=0, progress=False)
+    panel = teaching_panel(data, teacher, hidden=(8,), recipe=dict(epochs=2, lr=0.05, batch_size=32), seed=0,
+                           quiz_fraction=0.1, quiz_batch=10)
+    rows = audit_sliders([panel])
+    assert {row.control for row in rows} == {"ALPHA", "TEMPERATURE", "TEACHER_LR"}
+    assert all(row.ok for row in rows), [(row.control, row.error, row.changes) for row in rows]
+    lr_row = next(row for row in rows if row.control == "TEACHER_LR")
+    assert any("how far its weights moved" in name for name in lr_row.series)
+    d = panel.set(ALPHA=0.0)
+    assert d["student_distance"] == [0.0, 0.0], "without the KD term both students are the same CE student"
+
+
+# ----------------------------------------------------------------------------------------- parameter edges (lesson)
+def test_dynamics_plot_says_so_when_the_meta_gradient_is_exactly_zero():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from kdlab.lessons.metadistil import plot_dynamics
+    from kdlab.train.history import History
+
+    steps = [{"step": n, "epoch": 1 + (n - 1) // 5, "toward": n % 2 == 0, "teacher_grad_norm": 0.0,
+              "teacher_acc": 70.0, "student_acc": 20.0} for n in range(1, 11)]  # ALPHA = 0: the teacher is not in L_S
+    kd = History(records=[{"epoch": e, "test_acc": 20.0} for e in (1, 2)])
+    runs = {"kd": kd, "steps_per_epoch": 5, 1e-4: History(records=list(kd.records), steps=steps)}
+    fig, axes = plt.subplots(2, 2)
+    plot_dynamics(runs, [1e-4], axes.ravel(), weight_decay_term=1e-3)
+    assert any("exactly 0" in text.get_text() for text in axes[1, 1].texts)
+    assert axes[1, 1].get_xlim()[1] >= 10, "the steps' range stays on the x axis"
+    plt.close(fig)
+
+
+def test_teacher_lr_description_leaves_a_zero_teacher_lr_out_of_the_ratios():
+    from kdlab.lessons.metadistil import describe_teacher_lr
+
+    def effect(lr):
+        return {"meta_moved": [lr], "decay_moved": [7 * lr], "soft_target_change": [lr / 2], "final_meta": 90.0,
+                "final_kd": 90.0, "test_digits_differ": 0.0, "teacher_start": 95.0, "teacher_end": 95.0}
+
+    text = describe_teacher_lr({lr: effect(lr) for lr in (0.0, 1e-3, 1e-1)}, 0.0)
+    assert "From teacher lr 0.001 to 0.1 (a factor 100)" in text and "about in proportion" in text
+    assert "At TEACHER_LR = 0 the meta-gradients moved the teacher by 0.0e+00" in text and "inf" not in text
+
+
+def test_toward_share_over_seeds_counts_only_seeds_with_teacher_updates():
+    from kdlab.lessons.metadistil import share_over_seeds
+
+    assert share_over_seeds([math.nan, math.nan]) is None  # FREEZE_EPOCHS beyond the epochs: no update at all
+    assert share_over_seeds([0.5, math.nan, 0.7]).mean == pytest.approx(60.0)
+
+
+def test_notebook_03_refuses_a_quiz_set_smaller_than_one_quiz_batch_up_front():
+    from kdlab import config
+    from kdlab.errors import ParameterError
+
+    assert config.check("QUIZ_FRACTION", 0.1, notebook="03") == 0.1  # 30 of 300 digits: one quiz batch of 30
+    with pytest.raises(ParameterError, match="one quiz batch of 30"):
+        config.check("QUIZ_FRACTION", 0.02, notebook="03")
+    assert config.check("QUIZ_FRACTION", 0.02) == 0.02  # other datasets and quiz batches may allow it

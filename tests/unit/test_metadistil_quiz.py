@@ -110,7 +110,7 @@ def test_quiz_set_smaller_than_one_quiz_batch_is_refused():
     ({"pilot_update": "yes"}, "pilot_update", "True or False"),
     ({"quiz_batch_size": 0}, "quiz_batch_size", "integer >= 1"),
     ({"alpha": 1.5}, "ALPHA", "[0, 1]"),
-    ({"temperature": 0}, "TEMPERATURE", "> 0"),
+    ({"temperature": 0}, "TEMPERATURE", "(0, 1000]"),
     ({"lookahead_lr": -0.1}, "lookahead_lr", "> 0"),
     ({"log_every": -1}, "log_every", "integer >= 0"),
 ])

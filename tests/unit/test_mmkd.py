@@ -343,6 +343,48 @@ def test_weights_on_gives_the_trained_nets_weights_on_whole_batches():
     assert torch.allclose(w_logit.sum(1), torch.ones(16)) and torch.allclose(w_feat.sum(1), torch.ones(16))
 
 
+def test_the_panel_plots_what_each_slider_moves():
+    """META_EVERY: the number of meta updates and the weights' path; TEMPERATURE: the mixed soft target;
+    BETA: the feature term. Each change is in the data the figure draws."""
+    data = toy_data()
+    teachers = dict(zip(("a", "b"), toy_teachers()))
+    recipe = dict(epochs=2, lr=0.05, batch_size=8, buffer_size=16)
+    panel = lesson.mmkd_panel(data, teachers, hidden=(5,), recipe=recipe, meta_every=5)
+    base = panel.set()
+    assert len(base["batches"]) == 10 and base["meta_batches"].tolist() == [1, 6]
+    assert torch.allclose(torch.tensor(base["mixed_target"]).sum(), torch.tensor(1.0))
+    every_batch = panel.set(META_EVERY=1)
+    assert every_batch["meta_batches"].tolist() == list(range(1, 11)) and len(every_batch["meta_loss"]) == 10
+    assert any(abs(every_batch["weights"][n][-1] - base["weights"][n][-1]) > 1e-6 for n in teachers)
+    soft = panel.set(META_EVERY=5, TEMPERATURE=10.0)
+    assert soft["mixed_target"].max() < base["mixed_target"].max()  # a higher temperature flattens the target
+    no_features = panel.set(TEMPERATURE=4.0, BETA=0.0)
+    assert (no_features["terms"]["beta x feature term (Eq. 7)"] == 0).all()
+    assert (base["terms"]["beta x feature term (Eq. 7)"] > 0).all()
+    fig = panel.figure()
+    assert [ax.get_title() for ax in fig.axes][1] == "meta loss at each of the 2 meta updates (Eq. 12)"
+
+
+def test_watched_mmkd_trains_exactly_as_mmkd():
+    data = toy_data()
+    teachers = dict(zip(("a", "b"), toy_teachers()))
+    recipe = dict(epochs=2, lr=0.05, batch_size=8, buffer_size=16, meta_every=2)
+    plain = lesson.run_method(data, teachers, seed=0, hidden=(5,), recipe=recipe)
+    watched = lesson.run_method(data, teachers, seed=0, hidden=(5,), recipe=recipe, method_class=lesson.WatchedMMKD)
+    assert plain[0] == watched[0]
+    for p, q in zip(plain[1].model.parameters(), watched[1].model.parameters()):
+        assert torch.equal(p, q)
+    assert len(watched[1].meta_batches) == 5 and len(watched[1].batch_weights) == 10
+
+
+def test_the_weight_map_scale_is_centred_at_uniform_and_fits_the_data():
+    weights = torch.tensor([[0.2, 0.3, 0.5], [0.3, 0.4, 0.3]])
+    norm = lesson.weight_norm(weights)
+    assert norm.vcenter == pytest.approx(1 / 3) and norm.vmin == pytest.approx(0.2) and norm.vmax == pytest.approx(0.5)
+    flat = lesson.weight_norm(torch.full((4, 4), 0.25))
+    assert flat.vmin < 0.25 < flat.vmax
+
+
 # ------------------------------------------------------------------------------ bad inputs
 
 def test_fewer_than_two_teachers_are_refused():
@@ -389,3 +431,25 @@ def test_a_step_looks_up_the_cached_teacher_outputs_by_the_batch_s_row_indices()
     method.on_epoch_start(run)
     losses = method.step(Batch(data.x_train[index], data.y_train[index], index), run)
     assert math.isfinite(float(losses["loss"])) and len(method.buffer) == 8
+
+
+def test_per_teacher_kd_values_are_exact_at_any_temperature_and_gradients_are_the_textbooks():
+    """At T = 1e9 the textbook per-teacher KL cancels to noise; MMKD's logged KD values come from
+    kdlab.losses.kd_divergence, its gradients from the textbook formula, bit for bit."""
+    import torch.nn.functional as F
+
+    from kdlab import losses
+
+    torch.manual_seed(0)
+    student = torch.randn(4, 10, dtype=torch.float64, requires_grad=True)
+    teachers = torch.randn(4, 3, 10, dtype=torch.float64)
+    for temperature in (4.0, 1e9):
+        values = mmkd.per_teacher_kd(student, teachers, temperature)
+        exact = losses.kd_divergence_exact(student.unsqueeze(1), teachers, temperature)
+        assert torch.allclose(values.detach(), exact, rtol=1e-8, atol=0), temperature
+        log_p_s = F.log_softmax(student / temperature, -1).unsqueeze(1)
+        log_p_t = F.log_softmax(teachers / temperature, -1)
+        textbook = temperature**2 * (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1)
+        (ours,) = torch.autograd.grad(values.sum(), student)
+        (reference,) = torch.autograd.grad(textbook.sum(), student)
+        assert torch.equal(ours, reference)

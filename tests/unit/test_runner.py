@@ -93,12 +93,31 @@ def test_failing_notebook_reports_the_cells_error(course):
     assert failed.output.exists() and failed.log.exists()
 
 
-def test_format_table_lists_status_time_and_key_numbers(course):
+def test_format_table_fits_an_80_column_terminal_with_key_numbers_on_their_own_lines(course):
     table = runner.format_table(course[2]).splitlines()
-    assert [cell.strip() for cell in table[0].split("|")[1:-1]] == ["notebook", "status", "time", "key numbers"]
-    assert len(table) == 4 and len({len(line) for line in table}) == 1  # header, rule, two aligned rows
-    assert "| 01_records |" in table[2] and "accuracy = 91.3%" in table[2] and "| ok " in table[2]
-    assert "| 02_fails " in table[3] and "error: ValueError: ALPHA must be in [0, 1]" in table[3]
+    assert table[0].split() == ["notebook", "status", "time"] and set(table[1]) == {"-"}
+    assert table[2].split()[:2] == ["01_records", "ok"] and table[2].endswith(" s")
+    assert "    accuracy = 91.3%" in table and "    lr = 1e-05" in table
+    fails = next(i for i, line in enumerate(table) if line.startswith("02_fails"))
+    assert table[fails].split()[1] == "failed"
+    assert table[fails + 1] == "    error: ValueError: ALPHA must be in [0, 1]"
+    assert max(len(line) for line in table) <= 80
+
+
+def test_format_table_wraps_long_values_and_names_within_80_columns():
+    long_run = runner.NotebookRun(Path("08_a_comparison_notebook_with_a_long_name.ipynb"), Path("o"), "ok", 512.0,
+                                  {"accuracy": {f"method_{i}": 70.0 + i for i in range(12)}, "run_seconds": 512.0},
+                                  attempts=2)
+    failed = runner.NotebookRun(Path("02_fails.ipynb"), Path("o"), "failed", 3.0,
+                                error="Traceback (most recent call last):\nValueError: " + "x" * 400)
+    table = runner.format_table([long_run, failed])
+    lines = table.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert lines[2].startswith("08_a_comparison_notebook_with_a_long_name") and "ok (2 tries)" in lines[2]
+    assert "8.5 min" in lines[2]
+    assert lines[3].startswith("    accuracy = {method_0: 70") and lines[4].startswith("        ")
+    assert "method_11: 81" in table and "    run_seconds = 512" in lines
+    assert "    error: ValueError: xxx" in table and "Traceback" not in table
 
 
 def processes_with_env(text):
@@ -181,7 +200,8 @@ def test_cli_run_prints_the_table_and_exits_1_when_a_notebook_fails(tmp_path, ca
                      str(notebook)])
     printed = capsys.readouterr().out
     assert code == 1
-    assert "| 03_fails | failed |" in printed and "ZeroDivisionError: division by zero" in printed
+    assert any(line.split()[:2] == ["03_fails", "failed"] for line in printed.splitlines())
+    assert "    error: ZeroDivisionError: division by zero" in printed
     assert (tmp_path / "runs" / "03_fails.ipynb").exists()
 
 
@@ -198,6 +218,24 @@ def test_doctor_reports_versions(capsys):
     printed = capsys.readouterr().out
     assert "torch" in printed and torch.__version__ in printed
     assert os.cpu_count() is not None and f"{os.cpu_count()} CPU cores" in printed
+
+
+def test_doctor_reports_the_thread_count_the_notebooks_use(monkeypatch):
+    """Not this process's torch default: kdlab.env.default_threads, with where the number comes from."""
+    import torch
+
+    from kdlab.env import default_threads
+
+    monkeypatch.delenv("KDLAB_THREADS", raising=False)
+    assert "threads" in {item for item, _, _ in cli.doctor_report()}
+    _, value, ok = cli._threads_row(torch)
+    assert ok and value.startswith(f"{default_threads(None)} torch thread in notebooks (the kit's default")
+    monkeypatch.setenv("KDLAB_THREADS", "3")
+    _, value, ok = cli._threads_row(torch)
+    assert ok and value.startswith("3 torch threads in notebooks (from KDLAB_THREADS)")
+    monkeypatch.setenv("KDLAB_THREADS", "many")
+    _, value, ok = cli._threads_row(torch)
+    assert not ok and "KDLAB_THREADS='many'" in value
 
 
 def test_papermill_kernels_run_headless_even_when_the_caller_is_not(tmp_path, monkeypatch):

@@ -108,7 +108,7 @@ def test_notebook_parameters_come_from_the_parameters_cell(tiny):
 
 @pytest.mark.parametrize("arguments,message", [
     (["-p", "ALPHA", "0.5", "1.5"], "ALPHA=1.5 is not allowed: ALPHA must be a number in [0, 1]."),
-    (["-p", "TEMPERATURE", "0"], "TEMPERATURE=0 is not allowed: TEMPERATURE must be a finite number > 0."),
+    (["-p", "TEMPERATURE", "0"], "TEMPERATURE=0 is not allowed: TEMPERATURE must be a number in (0, 1000]"),
     (["-p", "ALHPA", "0.5"], "-p='ALHPA' is not allowed: -p must be a parameter of tiny.ipynb: "
                              "one of PROFILE, SEED, ALPHA, TEMPERATURE."),
     (["--seeds", "0", "-1"], "SEED=-1 is not allowed: SEED must be an integer >= 0."),
