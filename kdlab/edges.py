@@ -150,7 +150,8 @@ def validation_index(code_cells):
 
 
 REFUSAL_PROBE = """\
-import json as _json
+import json as _json, os as _os
+_os.environ.pop("KDLAB_PROFILE", None)  # the parameters cell's PROFILE is the one under test
 _outcomes = []
 for _name, _value in _json.loads({edges!r}):
     _scope = {{"__name__": "__main__"}}
@@ -190,6 +191,18 @@ def check_refusals(path, edges, timeout=300):
         edge.outcome = "refused" if outcome.startswith("refused") else ("not refused" if outcome == "ran" else outcome)
         edge.seconds = (time.perf_counter() - started) / max(len(edges), 1)
     return edges
+
+
+def summary_line(edges):
+    """When and where, and the counts: how many values ran, were refused, and went otherwise."""
+    import datetime
+    import os
+    import platform
+
+    ran, refused = sum(e.outcome == "ran" for e in edges), sum(e.outcome == "refused" for e in edges)
+    return (f"`kdlab edges`, {datetime.date.today()}, {os.cpu_count()} CPU cores, one torch thread: {len(edges)} "
+            f"values, {ran} ran to the end, {refused} refused before any work, {len(edges) - ran - refused} "
+            f"otherwise; {sum(e.seconds for e in edges) / 60:.1f} min ({platform.python_version()}).")
 
 
 def format_edges(edges):
@@ -236,7 +249,8 @@ def _edges_command(args):
     if target is not None:
         from .atomic import write_bytes
 
-        write_bytes(target, (f"# The parameter edges, every notebook in smoke\n\n{table}\n").encode())
+        text = f"# The parameter edges, every notebook in smoke\n\n{summary_line(edges)}\n\n{table}\n"
+        write_bytes(target, text.encode())
         print(f"table: {target}")
     else:
         print(table)
