@@ -141,6 +141,10 @@ NOTEBOOK_RULES = {
     ("08", "BATCH_SIZE"): (lambda v: _is_int(v) and 1 <= v <= 300,
                            "an integer in [1, 300] in this notebook (the benchmark's 300 training images; MMKD uses "
                            "full batches only)"),
+    ("02", "WAYS"): (lambda v: _is_int(v) and 2 <= v <= 60, "an integer from 2 to 60 in this notebook (the glyph "
+                                                            "splits of its smoke profile hold 60 classes each)"),
+    ("06", "WAYS"): (lambda v: _is_int(v) and 2 <= v <= 60, "an integer from 2 to 60 in this notebook (the glyph "
+                                                            "splits of its smoke profile hold 60 classes each)"),
     ("06", "DATASET"): (lambda v: v == "glyphs", "'glyphs' in this notebook (its full profile adds CIFAR-FS, FC100 "
                                                  "and mini-ImageNet by itself)"),
     ("06", "INNER_STEPS"): (lambda v: _is_int(v) and v >= 1, "an integer >= 1 in this notebook (the deployed "

@@ -18,7 +18,8 @@ CI_RUNS = [("00_start_here", "SEED", 2**32 - 1), ("01_knowledge_distillation", "
            # 04's meta-gradient check: both gradients exactly zero at ALPHA = 0, the gradient shrinking as tau^2
            # towards the objective's rounding error at a small TEMPERATURE, tau (p_s - p_t) at the largest
            ("04_metadistiller", "ALPHA", 0.0), ("04_metadistiller", "TEMPERATURE", 0.05),
-           ("04_metadistiller", "TEMPERATURE", 1000.0)]
+           ("04_metadistiller", "TEMPERATURE", 1000.0),
+           ("02_maml", "WAYS", 60)]  # as many ways as the smoke profile's glyph splits have classes
 
 
 @pytest.mark.parametrize("path", notebook_params())
