@@ -49,10 +49,19 @@ def kd_loss(student_logits, teacher_logits, temperature=4.0):
     log_p_teacher = F.log_softmax(teacher_logits / temperature, dim=-1)
     kl = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
     textbook = temperature**2 * kl
+    return with_exact_value(textbook, log_p_student, log_p_teacher, student_logits, teacher_logits, temperature,
+                            reduce=lambda rows: rows.sum() / student_logits.shape[0])  # batchmean, as F.kl_div
+
+
+def with_exact_value(textbook, log_p_student, log_p_teacher, student_logits, teacher_logits, temperature,
+                     reduce=None):
+    """`textbook` (T^2 KL from these log-probabilities, per row or reduced by `reduce`) itself where its value is
+    already within TEXTBOOK_TOLERANCE (the common case, at no extra cost); else the same gradients with the value
+    of `kd_divergence`."""
     if textbook_value_is_accurate(log_p_student, log_p_teacher, student_logits, teacher_logits, temperature):
-        return textbook  # the common case, at the textbook's cost: its value is already within TEXTBOOK_TOLERANCE
-    value = kd_divergence(student_logits, teacher_logits, temperature).sum() / student_logits.shape[0]
-    return with_value(textbook, value)  # batchmean: F.kl_div divides by the first dimension
+        return textbook
+    value = kd_divergence(student_logits, teacher_logits, temperature)
+    return with_value(textbook, value if reduce is None else reduce(value))
 
 
 # how large the bound below may be, relative to the value, for the textbook value to be kept. The bound
