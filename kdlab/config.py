@@ -124,6 +124,23 @@ RULES = {
     "meta_exits": (lambda v: v in ("all", "final"), "'all' (CE summed over every exit) or 'final'"),
     "generator_width": (lambda v: _is_int(v) and v >= 1, "an integer >= 1 (the channels of the fused maps)"),
     "freeze_generator": (lambda v: isinstance(v, bool), "True or False"),
+    # learning alpha and T (kdlab.methods.dkd, ctkd, meta_alpha_temperature; notebook 09)
+    "TEMPERATURE_RANGE": (lambda v: isinstance(v, (tuple, list)) and len(v) == 2 and all(_is_real(t) for t in v)
+                          and 0 < v[0] < v[1] <= 1000,
+                          "a pair (start, end) of numbers with 0 < start < end <= 1000: the learned temperature moves "
+                          "strictly between them, so the end must lie above the start"),
+    "CURRICULUM_EPOCHS": (lambda v: _is_int(v) and v >= 1,
+                          "an integer >= 1 (the epochs over which CTKD's lambda rises to its maximum; the code's 10)"),
+    "WARMUP_EPOCHS": (lambda v: _is_int(v) and v >= 0,
+                      "an integer >= 0 (the epochs over which DKD's weight rises linearly to 1; 0 or 1: no warm-up)"),
+    "lambda_max": (lambda v: _is_real(v) and v >= 0, "a finite number >= 0 (CTKD's final lambda; the code's 1)"),
+    "temperature_module": (lambda v: v in ("global", "instance"),
+                           "'global' (one learned temperature) or 'instance' (one per sample, from an MLP)"),
+    "ce_weight": (lambda v: _is_real(v) and v >= 0, "a finite number >= 0"),
+    "tckd_weight": (lambda v: _is_real(v) and v >= 0, "a finite number >= 0 (DKD's alpha)"),
+    "nckd_weight": (lambda v: _is_real(v) and v >= 0, "a finite number >= 0 (DKD's beta)"),
+    "initial_alpha": (lambda v: _is_real(v) and 0 < v < 1,
+                      "a number strictly between 0 and 1: the learned alpha = sigmoid(a) never reaches 0 or 1"),
 }
 
 
@@ -149,6 +166,15 @@ NOTEBOOK_RULES = {
                                                  "and mini-ImageNet by itself)"),
     ("06", "INNER_STEPS"): (lambda v: _is_int(v) and v >= 1, "an integer >= 1 in this notebook (the deployed "
                                                              "student must adapt to the task)"),
+    ("09", "ALPHA"): (lambda v: _is_real(v) and 0 < v < 1,
+                      "a number strictly between 0 and 1 in this notebook (the meta-gradient's alpha = sigmoid(a) "
+                      "starts there and never reaches 0 or 1)"),
+    ("09", "TEMPERATURE"): (lambda v: _is_real(v) and 1 < v < 21,
+                            "a number strictly between 1 and 21 in this notebook (the meta-gradient's T starts there "
+                            "and moves inside CTKD's range (1, 21))"),
+    ("09", "QUIZ_FRACTION"): (lambda v: _is_real(v) and 0.1 <= v < 1,
+                              "a number in [0.1, 1) in this notebook (the quiz set, that share of its 300 training "
+                              "digits, must hold one quiz batch of 30)"),
 }
 
 

@@ -70,14 +70,17 @@ class Run:
     threads: int
     headless: bool
     requested_profile: str = None  # the notebook's PROFILE, when KDLAB_PROFILE overrode it
+    dry_run: bool = False          # KDLAB_DRY_RUN=1 in the full profile (`kdlab.reproduce.notebook`)
 
     def generator(self, offset=0) -> torch.Generator:
         """A CPU generator seeded from SEED (+ offset) for data order and splits."""
         return torch.Generator().manual_seed(self.seed + offset)
 
     def pick(self, values: dict):
-        """`run.pick({"smoke": 2, "class": 40, "full": 240})`: the value for this profile."""
-        return config.by_profile(self.profile, values)
+        """`run.pick({"smoke": 2, "class": 40, "full": 240})`: the value for this profile (the smoke value in
+        a dry run of the full profile: its small-data sections run at smoke budgets, its paper branch on
+        FakeData)."""
+        return config.by_profile("smoke" if self.dry_run else self.profile, values)
 
 
 def setup(profile="class", seed=0, device="auto", *, threads=None, data_root=None, expected=None,
@@ -97,10 +100,18 @@ def setup(profile="class", seed=0, device="auto", *, threads=None, data_root=Non
     torch.set_num_threads(threads)
     root = resolve_data_root(data_root)
     requested = profile if profile != resolved else None
-    run = Run(resolved, seed, chosen, root, threads, headless(), requested)
+    run = Run(resolved, seed, chosen, root, threads, headless(), requested, dry_run(resolved))
     if not quiet:
         print(banner(run, expected))
     return run
+
+
+def dry_run(profile):
+    """True when `KDLAB_DRY_RUN=1` and the profile is full (elsewhere the variable changes nothing)."""
+    value = os.environ.get("KDLAB_DRY_RUN", "").strip()
+    if value not in ("", "0", "1"):
+        raise ParameterError("KDLAB_DRY_RUN", value, "'1' (a dry run of the full profile), '0' or unset")
+    return value == "1" and profile == "full"
 
 
 def banner(run: Run, expected=None) -> str:
@@ -117,6 +128,9 @@ def banner(run: Run, expected=None) -> str:
     if run.requested_profile is not None:
         lines.append(f"  (set by the environment variable KDLAB_PROFILE={run.profile}: it overrides PROFILE="
                      f"{run.requested_profile!r} of the parameters cell; unset it to use the cell's value)")
+    if run.dry_run:
+        lines.append("  DRY RUN (KDLAB_DRY_RUN=1): the small-data sections at smoke budgets, the paper branches "
+                     "a few steps on FakeData of the real shapes: every number is meaningless")
     lines += [
         f"data root {run.data_root}",
     ]

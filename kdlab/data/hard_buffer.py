@@ -79,3 +79,12 @@ class HardBuffer:
                                  f"at least batch_size={self.batch_size} samples before sampling (put first)")
         index = torch.randperm(self.size, generator=self.generator)[:self.batch_size]
         return tuple(slot[index.to(slot.device)] for slot in self.store)
+
+    def state_dict(self):
+        """What a resumed run needs to draw exactly as an uninterrupted one: the slots, the fill, the generator."""
+        return {"store": list(self.store or ()), "size": self.size, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state):
+        self.store = tuple(state["store"]) or None
+        self.size = int(state["size"])
+        self.generator.set_state(state["generator"])

@@ -121,11 +121,16 @@ def teacher_report(teachers, data):
 
 
 # -- students and runs ---------------------------------------------------------------------------------
-def run_ce(data, *, seed, hidden, epochs, lr, batch_size, architecture=None, schedule="cosine", augment=None):
+FIT_OPTIONS = ("epochs", "lr", "batch_size", "optimizer", "momentum", "weight_decay", "schedule", "augment",
+               "eval_every", "callbacks")
+
+
+def run_ce(data, *, seed, hidden, epochs, lr, batch_size, architecture=None, schedule="cosine", augment=None,
+           **fit_options):
     """The student trained from scratch with labels only (the paper's 'Student' row)."""
     student = new_student(data, hidden, seed, architecture)
     history = fit(student, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, progress=False,
-                  schedule=schedule, augment=augment)
+                  schedule=schedule, augment=augment, **fit_options)
     return history.last["test_acc"]
 
 
@@ -134,8 +139,7 @@ def run_method(data, teachers, *, seed, hidden, recipe, architecture=None, metho
     (the loop's; evaluated at the end unless `eval_every` says otherwise) or to MMKD (or `method_class`);
     returns (test accuracy, the trained method (`.model` the student, `.nets` the weight nets), history)."""
     options = {**recipe, **overrides}
-    fit_options = {name: options.pop(name) for name in ("epochs", "lr", "batch_size", "schedule", "augment",
-                                                         "eval_every", "callbacks") if name in options}
+    fit_options = {name: options.pop(name) for name in FIT_OPTIONS if name in options}
     fit_options.setdefault("eval_every", fit_options["epochs"])
     method = method_class(new_student(data, hidden, seed, architecture), list(teachers.values()), **options)
     history = fit(method, data, seed=seed, progress=False, **fit_options)
@@ -153,9 +157,8 @@ def compare(data, teachers, variants, *, seeds, hidden, recipe, architecture=Non
         for name, overrides in variants.items():
             started = time.perf_counter()
             if overrides == "ce":
-                acc = run_ce(data, seed=seed, hidden=hidden, epochs=recipe["epochs"], lr=recipe["lr"],
-                             batch_size=recipe["batch_size"], architecture=architecture,
-                             schedule=recipe.get("schedule", "cosine"), augment=recipe.get("augment"))
+                acc = run_ce(data, seed=seed, hidden=hidden, architecture=architecture,
+                             **{name: recipe[name] for name in FIT_OPTIONS[:8] if name in recipe})
             else:
                 pool = teachers
                 if isinstance(overrides, tuple):

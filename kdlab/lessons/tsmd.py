@@ -11,14 +11,12 @@ import torch
 import torch.nn.functional as F
 
 from .. import meta
-from ..data import load
 from ..data.episodes import EpisodeSampler
 from ..losses import kd_loss, soft_targets
 from ..losses_relational import rkd_loss
 from ..methods import tsmd
 from ..methods.tsmd import TSMD
 from ..methods.episodic import accuracy
-from ..models import Conv4, create
 from ..models.conv4 import conv4_pair as glyph_pair  # noqa: F401 (the notebook's model pair)
 from ..stats import episodes_ci, mean_ci, paired_difference
 from ..train import fit_episodes
@@ -250,28 +248,25 @@ def adaptation_panel(teacher, student, tasks, *, inner_steps=1, inner_lr=0.4, kd
                                     f"teacher {d['teacher']:.1f}% ({d['seconds']:.1f} s)"))
 
 
-def full_benchmark(name, *, shots, ways=5, seed=0, teacher_name="resnet32x4", teacher_epochs=160, iterations=10_000,
-                   meta_batch=4, queries=15, test_episodes=800, inner_steps=5, test_steps=10, inner_lr=0.01,
-                   kd_weight=1.0, temperature=1.0, meta_lr=1e-3, teacher_meta_lr=1e-5, device="cuda", log=print):
-    """Table 1 at paper scale on one benchmark (cifar_fs, fc100, mini_imagenet): a CIFAR ResNet teacher pre-trained
-    on the meta-train classes, a 32-channel Conv-4 student, MAML's mini-ImageNet settings (5 inner steps at 0.01,
-    10 at test, Adam 1e-3; the paper's 1e-5 for the teacher, first order for memory), 800 test episodes."""
-    data = load(name, device=device)
-    channels, side = data.split("train").images.shape[1:3]
-    torch.manual_seed(seed)
-    teacher = create(teacher_name, num_classes=data.split("train").num_classes).to(device)
-    pretrain_teacher(data, teacher, epochs=teacher_epochs, ways=ways, seed=seed)
+def full_benchmark(paper, *, seed=0, kd_weight=None, temperature=None, log=print):
+    """Table 1 at paper scale on the recipe `paper` (a `kdlab.reproduce.notebook.PaperRun` of
+    `tsmd_miniimagenet_5w{1,5}s`, possibly on CIFAR-FS or FC100): the recipe's teacher pre-trained on the
+    meta-train classes (cached), its 32-channel Conv-4 student, MAML's mini-ImageNet settings (5 inner steps at
+    0.01, 10 at test, Adam 1e-3; the paper's 1e-5 for the teacher, first order for memory) and its
+    test episodes. `kd_weight` and `temperature` override the recipe's."""
+    s, knobs = paper.setting, paper.knobs
+    data = paper.data()
+    teacher = paper.teacher(data)
 
-    def make_models(s):
-        torch.manual_seed(s + 1000)
-        student = Conv4(in_channels=channels, num_classes=ways, hidden=32, variant="miniimagenet",
-                        image_size=side).to(device)
-        return copy.deepcopy(teacher), student
+    def make_models(student_seed):
+        return copy.deepcopy(teacher), paper.student(student_seed + 1000)
 
-    test = EpisodeSampler(data, "test", ways=ways, shots=shots, queries=queries, seed=10_000 + seed)
-    return table_seed(data, seed=seed, shots=shots, ways=ways, queries=queries, iterations=iterations,
-                      meta_batch=meta_batch, test_tasks=[test.episode(i) for i in range(test_episodes)],
-                      make_models=make_models, inner_steps=inner_steps, test_steps=test_steps, inner_lr=inner_lr,
-                      teacher_inner_steps=inner_steps, kd_weight=kd_weight, temperature=temperature,
-                      meta_lr=meta_lr, teacher_meta_lr=teacher_meta_lr, teacher_from_oracle=False,
-                      teacher_first_order=True, device=device, log=log)
+    test = EpisodeSampler(data, "test", ways=s.ways, shots=s.shots, queries=s.queries, seed=10_000 + seed)
+    return table_seed(data, seed=seed, shots=s.shots, ways=s.ways, queries=s.queries, iterations=paper.iterations,
+                      meta_batch=s.meta_batch, test_tasks=[test.episode(i) for i in range(paper.test_episodes)],
+                      make_models=make_models, inner_steps=knobs["inner_steps"], test_steps=paper.test_steps,
+                      inner_lr=knobs["inner_lr"], teacher_inner_steps=knobs["teacher_inner_steps"],
+                      kd_weight=knobs["kd_weight"] if kd_weight is None else kd_weight,
+                      temperature=knobs["temperature"] if temperature is None else temperature,
+                      meta_lr=knobs["meta_lr"], teacher_meta_lr=knobs["teacher_meta_lr"], teacher_from_oracle=False,
+                      teacher_first_order=knobs["teacher_first_order"], device=paper.device, log=log)

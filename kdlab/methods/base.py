@@ -95,6 +95,7 @@ class Method:
     name = "method"
     reduce = "samples"   # epoch means of the step's losses: weighted by batch size, or "steps" (one vote each)
     drop_last = False    # full batches only (MMKD's feature meta-net has a fixed width)
+    checkpointed = ()    # further attributes with state_dict()/load_state_dict() that a resumed run needs
     progress_desc = "epochs"
     model = None
     optimizer = None
@@ -150,8 +151,11 @@ class Method:
         return {name: value.detach() for name, value in losses.items()}
 
     def state_dict(self):
+        """The modules, the optimisers, and the attributes named in `checkpointed` (a resumed run's needs)."""
         state = {f"module{i}": m.state_dict() for i, m in enumerate(self.modules())}
         state.update({f"optimizer{i}": opt.state_dict() for i, opt in enumerate(self.optimizers()) if opt is not None})
+        state.update({name: getattr(self, name).state_dict() for name in self.checkpointed
+                      if getattr(self, name, None) is not None})
         return state
 
     def load_state_dict(self, state):
@@ -160,3 +164,6 @@ class Method:
         for i, opt in enumerate(self.optimizers()):
             if opt is not None and f"optimizer{i}" in state:
                 opt.load_state_dict(state[f"optimizer{i}"])
+        for name in self.checkpointed:
+            if name in state:
+                getattr(self, name).load_state_dict(state[name])

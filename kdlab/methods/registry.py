@@ -21,6 +21,9 @@ METHODS = {
     "feature_meta": "feature_meta:FeatureMeta",
     "maml": "maml:MAML",
     "tsmd": "tsmd:TSMD",
+    "dkd": "dkd:DKD",
+    "ctkd": "ctkd:CTKD",
+    "meta_alpha_temperature": "meta_alpha_temperature:MetaAlphaTemperature",
 }
 CARD_FIELDS = ("paper", "equations", "detached", "order", "loop")
 

@@ -8,7 +8,9 @@ from .base import check_int
 from .cnn1d import CNN1D
 from .mlp import MLP
 from .mobilenetv2 import MobileNetV2
+from .resnet18_cifar import ResNet18Cifar
 from .resnet_cifar import CifarResNet
+from .shufflenetv1 import ShuffleNetV1
 from .small_cnn import SmallCNN
 from .vgg import VGG
 from .wrn import WideResNet
@@ -27,10 +29,12 @@ _MODELS = {
     "cnn1d": (CNN1D, {}),
     "conv4": (_conv4, {}),
     **{f"resnet{d}": (CifarResNet, {"depth": d}) for d in (8, 14, 20, 32, 44, 56, 110)},
-    **{f"resnet{d}x4": (CifarResNet, {"depth": d, "widths": (32, 64, 128, 256)}) for d in (8, 32)},
+    **{f"resnet{d}x4": (CifarResNet, {"depth": d, "widths": (32, 64, 128, 256)}) for d in (8, 20, 32)},
+    "resnet18": (ResNet18Cifar, {}),
     **{f"wrn_{d}_{k}": (WideResNet, {"depth": d, "widen_factor": k}) for d in (16, 40) for k in (1, 2)},
     **{f"vgg{d}": (VGG, {"depth": d}) for d in (8, 11, 13)},
     "mobile_half": (MobileNetV2, {"width_mult": 0.5, "expansion": 6}),
+    "shufflenet_v1": (ShuffleNetV1, {}),
 }
 
 

@@ -1,7 +1,8 @@
 """`kdlab reproduce`: run a paper's headline setting (`kdlab.recipes`) at paper scale and compare with the paper.
 
     kdlab reproduce kd_resnet56_resnet20 --seeds 3               # a GPU, CIFAR-100, 240 epochs per seed
-    kdlab reproduce all --executor dask --scheduler tcp://h:8786  # every setting x seed on a Dask cluster
+    kdlab reproduce all --executor dask --scheduler tcp://h:8786  # every setting x seed on a Dask cluster:
+                                                                  # one worker per GPU, each `--nthreads 1`
     kdlab reproduce all --dry-run --steps 2                       # CPU, FakeData of the real shapes
 
 A run trains with `kdlab.train.fit` (or `fit_episodes`) and the registry method, in chunks of

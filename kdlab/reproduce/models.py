@@ -75,12 +75,16 @@ def trained_teacher(setting, data, index, *, dry_run, seed, device, log=print):
 
 def run_knobs(setting, length):
     """The method's knobs, with epoch-counted knobs scaled to a run of `length` epochs (a shortened run or
-    the dry run keeps MetaDistil's frozen-teacher share and MetaDistiller's generator phases)."""
+    the dry run keeps MetaDistil's frozen-teacher share, MetaDistiller's generator phases, DKD's warm-up share
+    and CTKD's curriculum share)."""
     knobs = dict(setting.knobs)
     if setting.episodic or length == setting.epochs:
         return knobs
     if "freeze_epochs" in knobs:
         knobs["freeze_epochs"] = min(length - 1, round(knobs["freeze_epochs"] * length / setting.epochs))
+    for name in ("warmup_epochs", "curriculum_epochs"):   # DKD's warm-up, CTKD's curriculum: the same share
+        if name in knobs:
+            knobs[name] = max(1, round(knobs[name] * length / setting.epochs))
     if setting.method == "metadistiller":
         knobs["meta_every"] = max(1, min(knobs["meta_every"], length // 2))
     return knobs

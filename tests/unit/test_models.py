@@ -288,3 +288,72 @@ BAD_INPUTS = {
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_bad_input_names_parameter_and_value(case):
     _raises(*BAD_INPUTS[case])
+
+
+def _shufflenet_v1_parameters(num_classes=100, groups=3, stem=24, widths=(240, 480, 960), units=(4, 8, 4)):
+    """Hand count from the paper's unit (Fig. 2 b, c): 1x1 group conv to a quarter of the branch output, BN,
+    3x3 depthwise, BN, 1x1 group conv, BN; the first unit's first conv ungrouped; bias-free convs."""
+    total, in_channels = 3 * stem + 2 * stem, stem
+    for index, (width, count) in enumerate(zip(widths, units)):
+        for unit in range(count):
+            made = width - in_channels if unit == 0 else width
+            mid = made // 4
+            first_groups = 1 if (index == 0 and unit == 0) else groups
+            total += in_channels * mid // first_groups + 2 * mid + 9 * mid + 2 * mid + mid * made // groups + 2 * made
+            in_channels = width
+    return total + widths[-1] * num_classes + num_classes
+
+
+def _cifar_resnet_parameters(blocks, widths, stem, strides, num_classes=100):
+    """Hand count of a ResNet of BasicBlocks: 3x3 conv stem + BN, two 3x3 conv + BN per block, a 1x1 conv + BN
+    shortcut where the shape changes, a linear classifier."""
+    total, in_channels = 27 * stem + 2 * stem, stem
+    for count, width, stride in zip(blocks, widths, strides):
+        for block in range(count):
+            s = stride if block == 0 else 1
+            total += 9 * in_channels * width + 2 * width + 9 * width * width + 2 * width
+            if s != 1 or in_channels != width:
+                total += in_channels * width + 2 * width
+            in_channels = width
+    return total + widths[-1] * num_classes + num_classes
+
+
+@pytest.mark.parametrize("name, expected, shapes", [
+    ("resnet18", _cifar_resnet_parameters((2, 2, 2, 2), (64, 128, 256, 512), 64, (1, 2, 2, 2)),
+     [(64, 32, 32), (64, 32, 32), (128, 16, 16), (256, 8, 8), (512, 4, 4), (512,)]),
+    ("resnet20x4", _cifar_resnet_parameters((3, 3, 3), (64, 128, 256), 32, (1, 2, 2)), _RESNET_X4),
+    ("shufflenet_v1", _shufflenet_v1_parameters(),
+     [(24, 32, 32), (240, 16, 16), (480, 8, 8), (960, 4, 4), (960,)]),
+])
+def test_models_of_the_added_paper_rows(name, expected, shapes):
+    """MetaDistiller Table 4's ResNet-18 and MMKD Table I's ResNet20x4 -> ShuffleNetV1 pair: hand-counted
+    parameters (ResNet-18 at 100 classes is the 11.2 M the self-distillation papers print), the feature contract."""
+    torch.manual_seed(0)
+    model = create(name, num_classes=100).eval()
+    assert count_parameters(model) == expected
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        logits, features = model(x, return_features=True)
+        assert torch.equal(model(x), logits)
+    assert logits.shape == (2, 100)
+    assert [tuple(f.shape[1:]) for f in features] == shapes
+    assert model.feature_channels == [s[0] for s in shapes]
+
+
+def test_resnet18_count_is_the_published_size():
+    assert _cifar_resnet_parameters((2, 2, 2, 2), (64, 128, 256, 512), 64, (1, 2, 2, 2)) == 11_220_132
+
+
+def test_channel_shuffle_interleaves_the_groups():
+    from kdlab.models.shufflenetv1 import channel_shuffle
+
+    x = torch.arange(6.0).view(1, 6, 1, 1)            # groups of 2 channels: (0 1) (2 3) (4 5) with g = 3
+    assert channel_shuffle(x, 3).flatten().tolist() == [0.0, 2.0, 4.0, 1.0, 3.0, 5.0]
+
+
+def test_resnet18_splits_into_four_exits():
+    from kdlab.models.multi_exit import MultiExit
+
+    net = MultiExit(create("resnet18", num_classes=10), 4, head="bottleneck")
+    outputs = net(torch.randn(2, 3, 32, 32), all_exits=True)
+    assert [tuple(o.shape) for o in outputs] == [(2, 10)] * 4

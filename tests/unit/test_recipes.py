@@ -17,7 +17,7 @@ HEADLINE = {
     "mmkd_vgg13_vgg8": 74.86, "mmkd_resnet32x4_mobilenetv2": 69.70, "mmkd_resnet32x4_vgg8": 75.66,
     "mmkd_wrn40_2_mobilenetv2": 71.23, "mmkd_wrn40_2_wrn40_1": 75.61, "tsmd_miniimagenet_5w1s": 51.45,
     "tsmd_miniimagenet_5w5s": 63.80, "maml_omniglot_5w1s": 98.7, "maml_miniimagenet_5w1s": 48.70,
-    "preprint_cifar10_fd_adapt": 88.63,
+    "preprint_cifar10_fd_adapt": 88.63, "metadistiller_resnet18": 79.05, "mmkd_resnet20x4_shufflenetv1": 77.76,
 }
 TORCHVISION = {"torchvision:mobilenet_v2", "torchvision:resnet101"}
 

@@ -2,6 +2,7 @@
 that resumes to the same weights as an uninterrupted one, weights-only checkpoints, the table rows, and one
 clear error for bad input."""
 import csv
+import dataclasses
 import math
 
 import pytest
@@ -88,3 +89,43 @@ def test_missing_dataset_offline_names_the_fix(tmp_path, monkeypatch):
 def test_unknown_setting_is_a_parameter_error():
     with pytest.raises(ParameterError, match="SETTING"):
         reproduce.check_request(["nope"])
+
+
+def test_settings_by_seeds_grid_through_a_dask_cluster(tmp_path):
+    """`--executor dask --scheduler ...`: each setting x seed is one task on the cluster's workers; the rows
+    equal those of the local executor (same seeds, same FakeData, same path)."""
+    distributed = pytest.importorskip("distributed")
+    # one task at a time per worker, as the command asks (`dask worker --nthreads 1`): a job seeds torch's
+    # global generator, which the threads of one worker process would share
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp",
+                                       host="127.0.0.1", dashboard_address=None)
+    settings = ["maml_omniglot_5w1s", "kd_resnet56_resnet20"]
+    common = dict(seeds=2, dry_run=True, steps=1, batch=2, quick=True, log=lambda *a: None)
+    try:
+        rows, _ = reproduce.reproduce(settings, executor="dask", scheduler=cluster.scheduler_address,
+                                      out=tmp_path / "dask", **common)
+    finally:
+        cluster.close()
+    local, _ = reproduce.reproduce(settings, out=tmp_path / "local", **common)
+    assert [r["setting"] for r in rows] == settings and all(r["seeds"] == 2 for r in rows)
+    assert [r["ours_mean"] for r in rows] == [r["ours_mean"] for r in local]
+
+
+def test_interrupted_mmkd_run_resumes_with_its_buffer_and_meta_optimiser(tmp_path):
+    """MMKD's hard buffer and phi's Adam are part of the checkpoint (`Method.checkpointed`): a resumed run
+    ends with the same student and meta-weight nets as an uninterrupted one."""
+    setting = reproduce.dry_setting(recipes.get("mmkd_vgg13_vgg8"), steps=2, batch=4)
+    setting = dataclasses.replace(setting, knobs={**setting.knobs, "meta_every": 1, "buffer_size": 4})
+    data = reproduce.load_data(setting, "cpu", dry_run=True, steps=2, batch=4)
+    common = dict(seed=1, length=3, checkpoint_every=1, dry_run=True, progress=False)
+    whole, _, _ = reproduce.train(setting, data, folder=tmp_path / "whole", **common)
+    with pytest.raises(KeyboardInterrupt):
+        reproduce.train(setting, data, folder=tmp_path / "cut", interrupt_after=1, **common)
+    checkpoint = torch.load(tmp_path / "cut" / reproduce.CHECKPOINT, weights_only=True)
+    again, _, resumed = reproduce.train(setting, data, folder=tmp_path / "cut", **common)
+    assert resumed
+    for part, a, b in (("student", whole.wrapper, again.wrapper), ("meta-weight nets", whole.nets, again.nets)):
+        sa, sb = a.state_dict(), b.state_dict()
+        differ = [k for k in sa if not torch.equal(sa[k], sb[k])]
+        assert not differ, f"the resumed run's {part} differ from the uninterrupted run's: {differ[:3]}"
+    assert "buffer" in checkpoint["method"] and "meta_optimizer" in checkpoint["method"]
