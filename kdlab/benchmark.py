@@ -40,6 +40,8 @@ CONTENDERS = {
     "CE": Contender("ce", ("student",)),
     "KD": Contender("kd", ("student", "teacher")),
     "KD (90 %)": Contender("kd", ("student", "teacher"), data="metadistil"),   # MetaDistil's 90 %
+    "DKD": Contender("dkd", ("student", "teacher")),
+    "CTKD": Contender("ctkd", ("student", "teacher")),
     "MetaDistil": Contender("metadistil", ("student", "teacher")),
     "MetaDistiller": Contender("metadistiller", ("multi_exit",)),
     "MMKD": Contender("mmkd", ("student", "teachers")),
@@ -52,6 +54,9 @@ METHODS = tuple(CONTENDERS)
 SETTINGS = {
     "CE": {},
     "KD": dict(alpha=0.9, temperature=4.0),                                   # notebook 01, RepDistiller
+    # the official defaults, epoch-counted knobs at their share of RepDistiller's 240 epochs (of 60 here)
+    "DKD": dict(ce_weight=1.0, tckd_weight=1.0, nckd_weight=8.0, temperature=4.0, warmup_epochs=5),  # mdistiller
+    "CTKD": dict(alpha=0.9, temperature_range=(1.0, 21.0), curriculum_epochs=3, temperature_module="global"),
     "MetaDistil": dict(alpha=0.9, temperature=4.0, teacher_lr=1e-4, quiz_fraction=0.1, quiz_batch_size=30),
     "MetaDistiller": dict(alpha=0.5, temperature=1.0, meta_every=5, meta_lr=1e-2),
     "MMKD": dict(temperature=4.0, alpha=1.0, beta=10.0, gamma=1.0, meta_every=5, buffer_size=100, meta_lr=1e-3),

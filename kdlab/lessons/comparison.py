@@ -30,7 +30,8 @@ COST_METHODS = tuple(m for m in METHODS if m not in SAME_STEP)   # "KD (90 %)" t
 # What the panel's ALPHA and TEMPERATURE sliders set for each method (None: the method has no such knob).
 KNOBS = {"CE": (None, None), "KD": ("alpha", "temperature"), "KD (90 %)": ("alpha", "temperature"),
          "MetaDistil": ("alpha", "temperature"), "MetaDistiller": ("alpha", "temperature"),
-         "MMKD": ("alpha", "temperature"), "FD + adaptation": ("alpha", None)}
+         "MMKD": ("alpha", "temperature"), "FD + adaptation": ("alpha", None), "DKD": (None, "temperature"),
+         "CTKD": ("alpha", None)}
 ALPHA_MEANING = {
     "CE": "not used",
     "KD": "weight of the KD term",
@@ -39,13 +40,17 @@ ALPHA_MEANING = {
     "MetaDistiller": "weight of a shallow exit's soft target (the paper's alpha, on the hard label, is 1 - ALPHA)",
     "MMKD": "weight of the meta-weighted KD term (CE keeps weight 1)",
     "FD + adaptation": "start of the linear alpha schedule (feature-loss weight)",
+    "DKD": "not used (CE weight 1, TCKD 1, NCKD 8: the paper's alpha and beta)",
+    "CTKD": "weight of the KD term (its temperature is learned)",
 }
 # The method cards of notebook 08: row -> (registry name, the contender whose measured cost it shows).
-CARD_ROWS = {"KD (reference)": ("kd", "KD"), "MetaDistil": ("metadistil", "MetaDistil"),
+CARD_ROWS = {"KD (reference)": ("kd", "KD"), "DKD": ("dkd", "DKD"), "CTKD": ("ctkd", "CTKD"),
+             "MetaDistil": ("metadistil", "MetaDistil"),
              "MetaDistiller": ("metadistiller", "MetaDistiller"), "MMKD": ("mmkd", "MMKD"),
              "FD + adaptation": ("feature_meta", "FD + adaptation"), "TSMD (few-shot block)": ("tsmd", None)}
 # Numbers a contender's history holds besides the final test accuracy: result key -> History key.
-EXTRAS = {"MetaDistil": {"teacher_acc": "teacher_test_acc"}, "MetaDistiller": {"exit1_acc": "test_acc_exit1"}}
+EXTRAS = {"MetaDistil": {"teacher_acc": "teacher_test_acc"}, "MetaDistiller": {"exit1_acc": "test_acc_exit1"},
+          "CTKD": {"temperature": "temperature"}}
 
 
 # --------------------------------------------------------------------------------------- one run per method
@@ -88,7 +93,7 @@ def run_seed(bench, seed, methods=METHODS, budget=None, log=None, overrides=None
 STEP_LABELS = {"CE": "CE step", "KD": "KD step", "KD (90 %)": "KD step",
                "MetaDistil": "MetaDistil step (teaching experiment, teacher update, pilot update)",
                "MetaDistiller": "network step (all exits)", "MMKD": "student step (weights from the nets)",
-               "FD + adaptation": "feature-KD step"}
+               "FD + adaptation": "feature-KD step", "DKD": "DKD step", "CTKD": "CTKD step (student and temperature)"}
 META_LABELS = {"MetaDistiller": "generator step (look-ahead)", "MMKD": "meta step (3 virtual steps)",
                "FD + adaptation": "adaptation phase (2nd order)"}
 # Where a method's own step includes its meta step (MMKD: every META_EVERY-th step of the run;
