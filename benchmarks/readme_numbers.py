@@ -65,7 +65,7 @@ ROWS = {
     "08_comparison": (
         "every method on one benchmark",
         "{time}: same student, data, budget and teacher, {r[num_seeds]} seeds; each method - KD: "
-        "MetaDistil {r[minus_kd][MetaDistil]:+.2f}, MMKD {r[minus_kd][MMKD]:+.2f}, FD + adaptation "
+        "DKD {r[minus_kd][DKD]:+.2f}, CTKD {r[minus_kd][CTKD]:+.2f}, MetaDistil {r[minus_kd][MetaDistil]:+.2f}, MMKD {r[minus_kd][MMKD]:+.2f}, FD + adaptation "
         "{r[minus_kd][FD + adaptation]:+.2f}, MetaDistiller {r[minus_kd][MetaDistiller]:+.2f}, CE "
         "{r[minus_kd][CE]:+.2f}"),
 }
