@@ -1,0 +1,117 @@
+"""Seeds trained together: one student per seed, their weights stacked and stepped as one (`torch.func`).
+
+    students, histories = fit_seeds(lambda s: new_student(s), data, seeds=range(10), teacher=teacher,
+                                    alpha=0.9, temperature=4.0, epochs=30, lr=0.05, batch_size=64)
+
+Seed s gets what `fit(make_model(s), data, distill_from(teacher, alpha, temperature), seed=s, ...)` gives it
+(`alpha=0` or no teacher: plain cross-entropy): its own initial weights, its own batch order (a generator seeded
+by s, drawn as `kdlab.data.batches` draws it), the same optimiser, schedule and epochs. What is shared is only
+the arithmetic: the S students' weights are stacked (`torch.func.stack_module_state`), one `vmap` of
+`functional_call` runs all S forwards on their own batches, and one backward of the summed losses gives each
+seed's weights the gradient of its own loss (the losses share no parameter). SGD with momentum and weight decay,
+and Adam, act element by element, so one optimiser over the stacked weights is S independent optimisers.
+
+Equal to the sequential loop up to float rounding, not bit for bit: a batched matrix product may sum in a
+different order than S separate ones, and the teacher's logits are computed once for the whole training set.
+`tests/unit/test_seeds.py` compares each seed with its own `fit` (the tolerance and why are stated there).
+
+Students with BatchNorm running statistics are refused (their in-place buffer updates do not vectorise); the
+meta methods, whose steps hold per-seed state (quiz streams, buffers, a teacher that learns), use `fit` seed by
+seed.
+"""
+import copy
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, stack_module_state
+
+from .. import config
+from ..data.base import random_permutation
+from ..errors import ParameterError
+from ..methods.base import make_optimizer
+from .history import History
+from .schedules import make_schedulers
+
+
+def check_vectorisable(model):
+    """Refuse a model with BatchNorm running statistics: one clear message naming the fallback."""
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and module.track_running_stats:
+            raise ParameterError("model", f"{type(model).__name__} (BatchNorm at {name or 'the top'})",
+                                 "a model without BatchNorm running statistics for fit_seeds; train it seed by seed "
+                                 "with kdlab.train.fit")
+    return model
+
+
+def per_seed_losses(logits, labels, teacher_logits, alpha, temperature):
+    """(S, B, C) logits -> per-seed batch means (S,) of CE, the textbook KD term and (1 - alpha) CE + alpha KD."""
+    s, b, c = logits.shape
+    ce = F.cross_entropy(logits.reshape(s * b, c), labels.reshape(s * b), reduction="none").view(s, b).mean(1)
+    if teacher_logits is None or alpha == 0:
+        return {"loss": ce, "ce": ce}
+    log_p_s = F.log_softmax(logits / temperature, dim=-1)
+    log_p_t = F.log_softmax(teacher_logits / temperature, dim=-1)
+    kd = temperature ** 2 * (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1).mean(1)
+    return {"loss": (1 - alpha) * ce + alpha * kd, "ce": ce, "kd": kd}
+
+
+def fit_seeds(make_model, data, seeds, *, teacher=None, alpha=0.0, temperature=4.0, epochs=10, lr=0.05,
+              batch_size=64, optimizer="sgd", momentum=0.9, weight_decay=5e-4, schedule="cosine", eval_every=1):
+    """Train `make_model(seed)` for every seed at once; returns (the trained models, one History per seed)."""
+    seeds = list(seeds)
+    config.validate(EPOCHS=epochs, LR=lr, BATCH_SIZE=batch_size, ALPHA=alpha, TEMPERATURE=temperature)
+    if not seeds:
+        raise ParameterError("seeds", seeds, "at least one seed")
+    models = [check_vectorisable(make_model(seed)) for seed in seeds]
+    base = copy.deepcopy(models[0]).to("meta")
+    params, buffers = stack_module_state(models)
+    forward = torch.vmap(lambda p, b, x: functional_call(base, (p, b), (x,)))
+    opt = make_optimizer(list(params.values()), optimizer, lr, momentum, weight_decay)
+    scheduler, = make_schedulers([opt], schedule, epochs)
+    x, y = data.x_train, data.y_train
+    teacher_logits = None
+    if teacher is not None and alpha > 0:
+        with torch.no_grad():
+            teacher_logits = teacher.eval()(x)
+    generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+    histories, n = [History() for _ in seeds], len(x)
+    for epoch in range(epochs):
+        start, step_lr = time.perf_counter(), opt.param_groups[0]["lr"]
+        orders = torch.stack([random_permutation(n, g, x.device) for g in generators])
+        sums, count = {}, 0
+        for first in range(0, n, batch_size):
+            idx = orders[:, first:first + batch_size]
+            losses = per_seed_losses(forward(params, buffers, x[idx]), y[idx],
+                                     None if teacher_logits is None else teacher_logits[idx], alpha, temperature)
+            opt.zero_grad(set_to_none=True)
+            losses["loss"].sum().backward()
+            opt.step()
+            for name, value in losses.items():
+                sums[name] = sums.get(name, 0.0) + value.detach() * idx.shape[1]
+            count += idx.shape[1]
+        seconds = time.perf_counter() - start
+        evaluated = (epoch + 1) % eval_every == 0 or epoch + 1 == epochs
+        scores = evaluate(forward, params, buffers, data) if evaluated else {}
+        for i, history in enumerate(histories):
+            record = {"epoch": epoch + 1, "lr": step_lr, "seconds": seconds / len(seeds)}
+            record.update({name: float(total[i]) / count for name, total in sums.items()})
+            record.update({name: float(value[i]) for name, value in scores.items()})
+            history.append(record)
+            history.global_steps = (epoch + 1) * -(-n // batch_size)
+        scheduler.step()
+    for i, model in enumerate(models):
+        model.load_state_dict({**{k: v[i].detach() for k, v in params.items()},
+                               **{k: v[i] for k, v in buffers.items()}})
+    return models, histories
+
+
+def evaluate(forward, params, buffers, data):
+    """Train and test accuracy (%) of every seed's model, (S,) each."""
+    scores = {}
+    with torch.no_grad():
+        for split, (x, y) in {"train_acc": (data.x_train, data.y_train), "test_acc": (data.x_test, data.y_test)}.items():
+            seeds = next(iter(params.values())).shape[0]
+            logits = forward(params, buffers, x.expand(seeds, *x.shape))
+            scores[split] = 100.0 * (logits.argmax(-1) == y).float().mean(1)
+    return scores

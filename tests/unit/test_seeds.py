@@ -1,0 +1,58 @@
+"""Seeds trained together (`kdlab.train.seeds.fit_seeds`) equal seeds trained one after another with `fit`:
+each seed's final weights, and its recorded losses and accuracies per epoch, bit for bit (MLP students on the
+CPU: the batched matrix products sum in the same order as S separate ones here; on other hardware or layers a
+last-bit difference would be float rounding, not a different algorithm)."""
+import pytest
+import torch
+
+from kdlab.data import load
+from kdlab.errors import ParameterError
+from kdlab.models import MLP, SmallCNN
+from kdlab.train import distill_from, fit
+from kdlab.train.seeds import fit_seeds
+
+RECIPE = dict(epochs=3, lr=0.05, batch_size=64)
+
+
+@pytest.fixture(scope="module")
+def digits_and_teacher():
+    data = load("digits", train_size=300, seed=0)
+    torch.manual_seed(0)
+    teacher = MLP(64, hidden=(64,), num_classes=10)
+    fit(teacher, data, epochs=5, lr=0.05, batch_size=50, seed=0, progress=False)
+    return data, teacher.eval()
+
+
+def new_student(seed):
+    torch.manual_seed(seed)
+    return MLP(64, hidden=(8,), num_classes=10)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.9])
+def test_each_seed_equals_its_own_fit(digits_and_teacher, alpha):
+    data, teacher = digits_and_teacher
+    seeds = [0, 3, 7]
+    models, histories = fit_seeds(new_student, data, seeds, teacher=teacher, alpha=alpha, temperature=4.0, **RECIPE)
+    for seed, model, history in zip(seeds, models, histories):
+        alone = new_student(seed)
+        objective = distill_from(teacher, alpha, 4.0) if alpha else None
+        reference = fit(alone, data, objective, seed=seed, progress=False, **RECIPE)
+        for name, value in alone.state_dict().items():
+            assert torch.equal(model.state_dict()[name], value), f"seed {seed}: {name} differs"
+        for got, want in zip(history.records, reference.records):
+            for key in ("loss", "ce", "train_acc", "test_acc", "lr"):
+                if key in want:
+                    assert got[key] == pytest.approx(want[key], rel=1e-6, abs=1e-9), (seed, key)
+
+
+def test_seeds_differ_from_each_other(digits_and_teacher):
+    data, teacher = digits_and_teacher
+    models, _ = fit_seeds(new_student, data, [0, 1], teacher=teacher, alpha=0.9, **RECIPE)
+    first, second = (next(iter(m.state_dict().values())) for m in models)
+    assert not torch.equal(first, second)
+
+
+def test_batchnorm_students_are_refused_with_the_fallback_named(digits_and_teacher):
+    data, _ = digits_and_teacher
+    with pytest.raises(ParameterError, match="kdlab.train.fit"):
+        fit_seeds(lambda s: SmallCNN(10, width=4, in_channels=1), data, [0, 1], **RECIPE)
