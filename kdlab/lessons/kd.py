@@ -14,7 +14,7 @@ import torch
 from .. import config
 from ..losses import entropy, soft_targets
 from ..models import MLP, create
-from ..train import cross_entropy, distill_from, fit
+from ..train import cross_entropy, distill_from, fit, fit_seeds
 from ..viz import soft_target_bars
 from ..widgets import Panel, slider
 
@@ -98,6 +98,21 @@ def ce_vs_kd(data, teacher, *, seed, alpha, temperature, hidden, recipe, student
     _, kd = student_run(data, teacher, alpha=alpha, temperature=temperature, seed=seed, hidden=hidden,
                         recipe=recipe, student=student)
     return {"ce": ce.last["test_acc"], "kd": kd.last["test_acc"]}
+
+
+def ce_vs_kd_seeds(data, teacher, seeds, *, alpha, temperature, hidden, recipe):
+    """`ce_vs_kd` for every seed of `seeds` at once (`kdlab.train.fit_seeds`: the MLP students of all seeds
+    stacked and stepped together, bit for bit the students of `ce_vs_kd` seed by seed); {"ce": [...], "kd": [...]}
+    of final test accuracies in the order of `seeds`."""
+    seeds = list(seeds)
+    options = {k: v for k, v in (recipe or {}).items() if k not in ("progress", "callbacks")}
+    options["eval_every"] = options.get("epochs", 10)
+    def make(seed):
+        return new_student(data, hidden, seed)
+
+    _, ce = fit_seeds(make, data, seeds, **options)
+    _, kd = fit_seeds(make, data, seeds, teacher=teacher, alpha=alpha, temperature=temperature, **options)
+    return {"ce": [h.last["test_acc"] for h in ce], "kd": [h.last["test_acc"] for h in kd]}
 
 
 def retrain_panel(data, teacher, *, hidden=(8,), recipe=None, seed=0, alpha=0.9, temperature=4.0):

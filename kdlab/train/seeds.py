@@ -11,11 +11,13 @@ the arithmetic: the S students' weights are stacked (`torch.func.stack_module_st
 seed's weights the gradient of its own loss (the losses share no parameter). SGD with momentum and weight decay,
 and Adam, act element by element, so one optimiser over the stacked weights is S independent optimisers.
 
-Equal to the sequential loop up to float rounding, not bit for bit: a batched matrix product may sum in a
-different order than S separate ones, and the teacher's logits are computed once for the whole training set.
-`tests/unit/test_seeds.py` compares each seed with its own `fit` (the tolerance and why are stated there).
+On the CPU with MLP students each seed's weights and accuracies equal its own `fit` bit for bit
+(`tests/unit/test_seeds.py`); elsewhere a batched matrix product may sum in another order (float rounding). The
+logged KD term is the textbook value, where `kd_loss` reports the exact one when float32 cancels (1e-5 apart at
+most in the tests); the teacher's logits are computed once for the whole training set.
 
-Students with BatchNorm running statistics are refused (their in-place buffer updates do not vectorise); the
+Students with BatchNorm running statistics or dropout are refused (in-place buffer updates and random masks do
+not vectorise into the same numbers); the
 meta methods, whose steps hold per-seed state (quiz streams, buffers, a teacher that learns), use `fit` seed by
 seed.
 """
@@ -37,10 +39,11 @@ from .schedules import make_schedulers
 def check_vectorisable(model):
     """Refuse a model with BatchNorm running statistics: one clear message naming the fallback."""
     for name, module in model.named_modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and module.track_running_stats:
-            raise ParameterError("model", f"{type(model).__name__} (BatchNorm at {name or 'the top'})",
-                                 "a model without BatchNorm running statistics for fit_seeds; train it seed by seed "
-                                 "with kdlab.train.fit")
+        stateful = isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and module.track_running_stats
+        if stateful or isinstance(module, torch.nn.modules.dropout._DropoutNd):
+            raise ParameterError("model", f"{type(model).__name__} ({type(module).__name__} at {name or 'the top'})",
+                                 "a model without BatchNorm running statistics or dropout for fit_seeds; train it "
+                                 "seed by seed with kdlab.train.fit")
     return model
 
 
@@ -92,11 +95,13 @@ def fit_seeds(make_model, data, seeds, *, teacher=None, alpha=0.0, temperature=4
             count += idx.shape[1]
         seconds = time.perf_counter() - start
         evaluated = (epoch + 1) % eval_every == 0 or epoch + 1 == epochs
+        base.eval()
         scores = evaluate(forward, params, buffers, data) if evaluated else {}
+        base.train()
         for i, history in enumerate(histories):
             record = {"epoch": epoch + 1, "lr": step_lr, "seconds": seconds / len(seeds)}
             record.update({name: float(total[i]) / count for name, total in sums.items()})
-            record.update({name: float(value[i]) for name, value in scores.items()})
+            record.update({name: value[i] for name, value in scores.items()})
             history.append(record)
             history.global_steps = (epoch + 1) * -(-n // batch_size)
         scheduler.step()
@@ -107,11 +112,11 @@ def fit_seeds(make_model, data, seeds, *, teacher=None, alpha=0.0, temperature=4
 
 
 def evaluate(forward, params, buffers, data):
-    """Train and test accuracy (%) of every seed's model, (S,) each."""
-    scores = {}
+    """Train and test accuracy (%) of every seed's model, a list per split, computed as
+    `kdlab.train.accuracy` computes it (correct count over size, in Python floats)."""
+    scores, seeds = {}, next(iter(params.values())).shape[0]
     with torch.no_grad():
         for split, (x, y) in {"train_acc": (data.x_train, data.y_train), "test_acc": (data.x_test, data.y_test)}.items():
-            seeds = next(iter(params.values())).shape[0]
-            logits = forward(params, buffers, x.expand(seeds, *x.shape))
-            scores[split] = 100.0 * (logits.argmax(-1) == y).float().mean(1)
+            correct = (forward(params, buffers, x.expand(seeds, *x.shape)).argmax(-1) == y).sum(1).tolist()
+            scores[split] = [100.0 * c / max(len(x), 1) for c in correct]
     return scores
