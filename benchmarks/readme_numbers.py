@@ -68,6 +68,11 @@ ROWS = {
         "DKD {r[minus_kd][DKD]:+.2f}, CTKD {r[minus_kd][CTKD]:+.2f}, MetaDistil {r[minus_kd][MetaDistil]:+.2f}, MMKD {r[minus_kd][MMKD]:+.2f}, FD + adaptation "
         "{r[minus_kd][FD + adaptation]:+.2f}, MetaDistiller {r[minus_kd][MetaDistiller]:+.2f}, CE "
         "{r[minus_kd][CE]:+.2f}"),
+    "09_learning_alpha_and_temperature": (
+        "Li et al. 2023 (CTKD) and a meta-gradient on alpha and T",
+        "{time}: against the hand-set ALPHA 0.9, T 4: CTKD {r[ctkd_minus_fixed]:+.2f} [{r[ctkd_minus_fixed_ci][0]:+.2f}, "
+        "{r[ctkd_minus_fixed_ci][1]:+.2f}], meta-gradient {r[meta_minus_fixed]:+.2f} [{r[meta_minus_fixed_ci][0]:+.2f}, "
+        "{r[meta_minus_fixed_ci][1]:+.2f}] ({r[num_seeds]} seeds); the 15-point grid spans {r[grid_spread]:.2f} points"),
 }
 
 

@@ -46,6 +46,7 @@ EXTREMES = {
     "SCHEDULE": ("constant", "linear", "cosine", "step", "exponential"),
     "ALPHA_END": (0.0, 1.0, 1.5),
     "BATCH_SIZE": (1, 10_000, 0),
+    "CURRICULUM_EPOCHS": (1, 1000, 0),
 }
 
 

@@ -50,6 +50,7 @@ SLIDERS = {
     "06_tsmd.ipynb": ["INNER_STEPS", "INNER_LR", "KD_WEIGHT", "TEMPERATURE"],
     "07_meta_feature_distillation.ipynb": ["ALPHA", "INNER_STEPS", "SCHEDULE"],
     "08_comparison.ipynb": ["METHOD", "ALPHA", "TEMPERATURE"],
+    "09_learning_alpha_and_temperature.ipynb": ["CURRICULUM_EPOCHS", "META_LR"],
 }
 
 

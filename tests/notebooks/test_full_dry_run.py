@@ -21,6 +21,7 @@ FULL_BRANCHES = {
     "06_tsmd": (["tsmd_miniimagenet_5w1s"], "full_cifar_fs_1shot", {}),
     "07_meta_feature_distillation": (["preprint_cifar10_fd_adapt"], "cifar10_final_acc_baseline", {}),
     "08_comparison": (["kd_resnet32x4_resnet8x4"], "cifar100_accuracy", {}),
+    "09_learning_alpha_and_temperature": (["ctkd_resnet56_resnet20"], "cifar100_ctkd_minus_kd", {}),
 }
 
 
