@@ -61,32 +61,37 @@ def per_seed_losses(logits, labels, teacher_logits, alpha, temperature):
 
 def fit_seeds(make_model, data, seeds, *, teacher=None, alpha=0.0, temperature=4.0, epochs=10, lr=0.05,
               batch_size=64, optimizer="sgd", momentum=0.9, weight_decay=5e-4, schedule="cosine", eval_every=1):
-    """Train `make_model(seed)` for every seed at once; returns (the trained models, one History per seed)."""
+    """Train `make_model(seed)` for every seed at once on `data` (one DataSplits, or one per seed of equal sizes:
+    notebook 09's per-seed quiz splits); returns (the trained models, one History per seed)."""
     seeds = list(seeds)
     config.validate(EPOCHS=epochs, LR=lr, BATCH_SIZE=batch_size, ALPHA=alpha, TEMPERATURE=temperature)
     if not seeds:
         raise ParameterError("seeds", seeds, "at least one seed")
+    datas = list(data) if isinstance(data, (list, tuple)) else [data] * len(seeds)
+    if len(datas) != len(seeds) or len({(d.num_train, d.num_test) for d in datas}) != 1:
+        raise ParameterError("data", f"{len(datas)} data sets", f"one DataSplits, or one per seed ({len(seeds)}) "
+                             "with equal training and test sizes")
     models = [check_vectorisable(make_model(seed)) for seed in seeds]
     base = copy.deepcopy(models[0]).to("meta")
     params, buffers = stack_module_state(models)
     forward = torch.vmap(lambda p, b, x: functional_call(base, (p, b), (x,)))
     opt = make_optimizer(list(params.values()), optimizer, lr, momentum, weight_decay)
     scheduler, = make_schedulers([opt], schedule, epochs)
-    x, y = data.x_train, data.y_train
+    x, y = torch.stack([d.x_train for d in datas]), torch.stack([d.y_train for d in datas])   # (S, n, ...)
     teacher_logits = None
     if teacher is not None and alpha > 0:
         with torch.no_grad():
-            teacher_logits = teacher.eval()(x)
+            teacher_logits = torch.stack([teacher.eval()(d.x_train) for d in datas])
     generators = [torch.Generator().manual_seed(seed) for seed in seeds]
-    histories, n = [History() for _ in seeds], len(x)
+    histories, n, rows = [History() for _ in seeds], x.shape[1], torch.arange(len(seeds), device=x.device)[:, None]
     for epoch in range(epochs):
         start, step_lr = time.perf_counter(), opt.param_groups[0]["lr"]
         orders = torch.stack([random_permutation(n, g, x.device) for g in generators])
         sums, count = {}, 0
         for first in range(0, n, batch_size):
             idx = orders[:, first:first + batch_size]
-            losses = per_seed_losses(forward(params, buffers, x[idx]), y[idx],
-                                     None if teacher_logits is None else teacher_logits[idx], alpha, temperature)
+            losses = per_seed_losses(forward(params, buffers, x[rows, idx]), y[rows, idx],
+                                     None if teacher_logits is None else teacher_logits[rows, idx], alpha, temperature)
             opt.zero_grad(set_to_none=True)
             losses["loss"].sum().backward()
             opt.step()
@@ -96,7 +101,7 @@ def fit_seeds(make_model, data, seeds, *, teacher=None, alpha=0.0, temperature=4
         seconds = time.perf_counter() - start
         evaluated = (epoch + 1) % eval_every == 0 or epoch + 1 == epochs
         base.eval()
-        scores = evaluate(forward, params, buffers, data) if evaluated else {}
+        scores = evaluate(forward, params, buffers, datas) if evaluated else {}
         base.train()
         for i, history in enumerate(histories):
             record = {"epoch": epoch + 1, "lr": step_lr, "seconds": seconds / len(seeds)}
@@ -111,12 +116,14 @@ def fit_seeds(make_model, data, seeds, *, teacher=None, alpha=0.0, temperature=4
     return models, histories
 
 
-def evaluate(forward, params, buffers, data):
-    """Train and test accuracy (%) of every seed's model, a list per split, computed as
+def evaluate(forward, params, buffers, datas):
+    """Train and test accuracy (%) of every seed's model on its data set, a list per split, computed as
     `kdlab.train.accuracy` computes it (correct count over size, in Python floats)."""
-    scores, seeds = {}, next(iter(params.values())).shape[0]
+    scores = {}
     with torch.no_grad():
-        for split, (x, y) in {"train_acc": (data.x_train, data.y_train), "test_acc": (data.x_test, data.y_test)}.items():
-            correct = (forward(params, buffers, x.expand(seeds, *x.shape)).argmax(-1) == y).sum(1).tolist()
-            scores[split] = [100.0 * c / max(len(x), 1) for c in correct]
+        for split, part in (("train_acc", "train"), ("test_acc", "test")):
+            x = torch.stack([getattr(d, f"x_{part}") for d in datas])
+            y = torch.stack([getattr(d, f"y_{part}") for d in datas])
+            correct = (forward(params, buffers, x).argmax(-1) == y).sum(1).tolist()
+            scores[split] = [100.0 * c / max(x.shape[1], 1) for c in correct]
     return scores

@@ -74,3 +74,22 @@ def test_notebook_01_paired_runs_are_the_same_numbers_together(digits_and_teache
     together = lesson.ce_vs_kd_seeds(data, teacher, [0, 1], alpha=0.9, temperature=4.0, hidden=(8,), recipe=recipe)
     assert together == one_by_one
 
+
+
+def test_one_data_set_per_seed_notebook_09_grid_points(digits_and_teacher):
+    """Notebook 09's grid: each seed trains on its own 90 % (a per-seed quiz split); `kd_points` records what
+    `kd_point` seed by seed does, quiz cross-entropy included."""
+    from kdlab import stats
+    from kdlab.lessons import alpha_temperature as lesson
+
+    data, teacher = digits_and_teacher
+    common = dict(alpha=0.5, temperature=2.0, hidden=(8,), recipe=RECIPE, quiz_fraction=0.1, quiz_batch=30)
+    one_by_one = stats.over_seeds(lambda s: lesson.kd_point(data, teacher, seed=s, **common), [0, 1], progress=False)
+    assert lesson.kd_points(data, teacher, seeds=[0, 1], **common) == one_by_one
+
+
+def test_data_sets_of_different_sizes_are_refused(digits_and_teacher):
+    data, _ = digits_and_teacher
+    smaller = load("digits", train_size=200, seed=0)
+    with pytest.raises(ParameterError, match="equal training and test sizes"):
+        fit_seeds(new_student, [data, smaller], [0, 1], **RECIPE)
