@@ -6,6 +6,7 @@
 #   make run    every notebook headless in the class profile, with one table of run times and key numbers
 #   make edges  every notebook at the edges of its parameters: allowed extremes run in smoke, others are refused
 #   make reproduce   the papers' headline settings at paper scale (GPU); SETTINGS=..., REPRODUCE_ARGS=--dry-run
+#   make book   the course as a static site in _build/html/ (every notebook executed in PROFILE, cached); BOOK_ARGS=--check
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -19,7 +20,7 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@test -x $(UV) || $(PY) -m pip install -q --disable-pip-version-check uv
-	$(UV) pip install --python $(PY) --compile-bytecode -q -c constraints.txt -e ".[lab,test,assign,sweep]"
+	$(UV) pip install --python $(PY) --compile-bytecode -q -c constraints.txt -e ".[lab,test,assign,sweep,book]"
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -32,7 +33,7 @@ author: venv
 
 test: venv
 	KDLAB_PROFILE=smoke KDLAB_HEADLESS=1 $(PY) -m pytest tests notebooks \
-		--nbval-lax --nbval-current-env --nbval-cell-timeout=240 -p no:cacheprovider $(PYTEST_ARGS)
+		--nbval-lax --nbval-current-env --nbval-cell-timeout=240 -p no:cacheprovider --durations=40 $(PYTEST_ARGS)
 
 test-class: venv
 	KDLAB_CLASS_TESTS=1 KDLAB_HEADLESS=1 $(PY) -m pytest tests/notebooks/test_class_profile.py -p no:cacheprovider $(PYTEST_ARGS)
@@ -69,3 +70,8 @@ edges: venv
 
 clean-runs:
 	rm -rf runs
+
+.PHONY: book
+BOOK_ARGS ?=
+book: venv
+	KDLAB_HEADLESS=1 OMP_NUM_THREADS=1 $(PY) -m kdlab.book build --profile $(PROFILE) $(BOOK_ARGS)
