@@ -158,7 +158,8 @@ def compare(data, teachers, variants, *, seeds, hidden, recipe, architecture=Non
             started = time.perf_counter()
             if overrides == "ce":
                 acc = run_ce(data, seed=seed, hidden=hidden, architecture=architecture,
-                             **{name: recipe[name] for name in FIT_OPTIONS[:8] if name in recipe})
+                             **{name: value for name, value in recipe.items()
+                                if name in FIT_OPTIONS and name not in ("eval_every", "callbacks")})
             else:
                 pool = teachers
                 if isinstance(overrides, tuple):

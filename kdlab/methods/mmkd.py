@@ -162,8 +162,7 @@ class MMKD(Method):
 
     name = "mmkd"
     reduce = "steps"   # every full batch one vote, as the code averages
-    drop_last = True   # full batches only: the feature net's width is B(K+1)
-    checkpointed = ("meta_optimizer", "buffer")   # phi's Adam and the hard buffer: a resumed run goes on exactly
+    drop_last, checkpointed = True, ("meta_optimizer", "buffer")   # full batches (B(K+1) wide); resume state
     card = {"paper": "Zhang, Chen, Wang (ICME 2023), Adaptive Multi-Teacher KD with Meta-Learning, arXiv 2306.06634",
             "equations": "w = softmax(MLP([z^t, sg(z^s)])); L = gamma CE + alpha sum_k w_k KD_k + beta sum_k w^f_k "
                          "MSE_k; phi <- Adam(grad_phi CE(theta_R(phi); hard batch))", "loop": "epochs",

@@ -114,6 +114,13 @@ def build_method(setting, data, *, seed, length, dry_run, device, log=print):
     return cls(student, teachers[0], **knobs)
 
 
+def fit_options(setting, length):
+    """The `kdlab.train.fit` options a setting fixes for a run of `length` epochs: lr, optimiser, momentum,
+    weight decay, the lr schedule (the paper's milestones scaled to `length`) and the augmentation."""
+    return dict(lr=setting.lr, optimizer=setting.optimizer, momentum=setting.momentum,
+                weight_decay=setting.weight_decay, schedule=schedule(setting, length), augment=augmentation(setting))
+
+
 def schedule(setting, length):
     """The lr factor per epoch: the paper's multi-step decay with its milestones scaled to `length`."""
     from ..train.schedules import schedule_factor, step_milestones

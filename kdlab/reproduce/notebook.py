@@ -18,8 +18,8 @@ import dataclasses
 
 from .. import recipes
 from ..errors import ParameterError
-from .data import augmentation, load_data
-from .models import make_model, run_knobs, schedule, trained_teacher
+from .data import load_data
+from .models import fit_options, make_model, run_knobs, trained_teacher
 from .training import dry_setting
 
 DRY_STEPS, DRY_BATCH, DRY_EPOCHS, DRY_SEEDS = 2, 8, 1, 2
@@ -86,11 +86,8 @@ class PaperRun:
     def fit_options(self, **overrides):
         """Keyword arguments of `kdlab.train.fit`: the recipe's length, batch, optimiser, lr, momentum, weight
         decay, lr schedule (the paper's milestones) and augmentation; `overrides` win."""
-        s = self.setting
-        options = dict(epochs=self.epochs, lr=s.lr, batch_size=self.batch_size, optimizer=s.optimizer,
-                       momentum=s.momentum, weight_decay=s.weight_decay, schedule=schedule(s, self.epochs),
-                       augment=augmentation(s))
-        return {**options, **overrides}
+        return {"epochs": self.epochs, "batch_size": self.batch_size, **fit_options(self.setting, self.epochs),
+                **overrides}
 
     def teacher(self, data, index=0, *, arch=None):
         """Teacher `index` of the recipe (or one of architecture `arch`, trained with the same recipe): trained

@@ -8,7 +8,7 @@ import torch
 from .. import recipes
 from .checkpoints import _history, _restore_after_prepare, load_checkpoint, load_method_state, save_checkpoint
 from .data import augmentation, load_data
-from .models import build_method, schedule
+from .models import build_method, fit_options
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -57,10 +57,9 @@ def train(setting, data, *, seed, length, folder, checkpoint_every, dry_run=Fals
         else:
             from ..train import fit
 
-            fit(method, data, epochs=chunk, lr=setting.lr, batch_size=_batch(setting, data, dry_run),
-                optimizer=setting.optimizer, momentum=setting.momentum, weight_decay=setting.weight_decay,
-                schedule=schedule(setting, length), seed=seed, history=history, callbacks=[save],
-                eval_every=1 if not dry_run else chunk, augment=augmentation(setting), progress=progress)
+            fit(method, data, epochs=chunk, batch_size=_batch(setting, data, dry_run), seed=seed, history=history,
+                callbacks=[save], eval_every=1 if not dry_run else chunk, progress=progress,
+                **fit_options(setting, length))
             if history.interrupted:
                 raise KeyboardInterrupt(f"{setting.name}: interrupted; resume from {path}")
         if not saved:
