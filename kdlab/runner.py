@@ -29,6 +29,9 @@ from .errors import ParameterError
 # (seconds per cell, seconds per notebook) when the caller gives none
 DEFAULT_TIMEOUTS = {"smoke": (300, 900), "class": (1800, 3600), "full": (6 * 3600, 24 * 3600)}
 NOTEBOOK_NAME = re.compile(r"^\d\d_.*\.ipynb$")
+# A failed run whose kernel executed no cell is rerun this many times, whatever `retries` says: jupyter_client
+# picks free ports without a lock, so two kernels starting at once can draw the same port and one dies at start.
+KERNEL_START_RETRIES = 2
 
 
 @dataclass
@@ -44,6 +47,7 @@ class NotebookRun:
     error: "str | None" = None
     attempts: int = 1
     log: "Path | None" = None
+    kernel_never_ran: bool = False
 
     @property
     def ok(self):
@@ -58,7 +62,8 @@ def execute_notebook(path, out_path, *, profile, parameters=None, execution_time
     `parameters` adds more (plain values: numbers, strings, lists...). `execution_timeout` limits each cell,
     `outer_timeout` the whole run (defaults depend on the profile, see DEFAULT_TIMEOUTS); after an
     outer timeout papermill, its kernel and the kernel's children are killed. `retries` reruns a
-    notebook that timed out. The values recorded with `kdlab.results.record` are copied into the
+    notebook that timed out; a run whose kernel died before executing a cell is rerun up to
+    KERNEL_START_RETRIES times. The values recorded with `kdlab.results.record` are copied into the
     executed notebook's `metadata["kdlab"]` and returned in the result.
     """
     path, out_path = Path(path).resolve(), Path(out_path).resolve()
@@ -79,13 +84,17 @@ def execute_notebook(path, out_path, *, profile, parameters=None, execution_time
     command = [sys.executable, "-m", "papermill", str(path), str(out_path), "-k", kernel,
                "--cwd", str(path.parent), "--execution-timeout", str(execution_timeout),
                "--no-progress-bar", "-y", parameters_yaml]
-    for attempt in range(1, retries + 2):
+    attempt, start_failures = 0, 0
+    while True:
+        attempt += 1
         run = _execute_once(path, out_path, command, profile=profile, parameters=parameters, env=env,
                             execution_timeout=execution_timeout, outer_timeout=outer_timeout)
         run.attempts = attempt
-        if run.status != "timeout":
-            break
-    return run
+        if run.status == "failed" and run.kernel_never_ran and start_failures < KERNEL_START_RETRIES:
+            start_failures += 1  # a kernel that died at start (two kernels drew the same free port) is retried
+            continue
+        if run.status != "timeout" or attempt - start_failures > retries:
+            return run
 
 
 def _at_least(name, value, minimum):
@@ -124,7 +133,7 @@ def _execute_once(path, out_path, command, *, profile, parameters, env, executio
         _set_metadata(out_path, {**stored, "profile": profile, "parameters": parameters, "status": status,
                                  "seconds": round(seconds, 1)})
     return NotebookRun(path, out_path, status, seconds, results.decode(stored), stored["formats"], error,
-                       log=log_path)
+                       log=log_path, kernel_never_ran=status == "failed" and not _any_cell_ran(out_path))
 
 
 def _run_with_timeout(command, env, log_path, timeout):
@@ -203,6 +212,20 @@ def _set_metadata(out_path, entries):
     tmp = out_path.with_name(f".{out_path.name}.tmp")
     nbformat.write(notebook, str(tmp))
     os.replace(tmp, out_path)
+
+
+def _any_cell_ran(out_path):
+    """True when the executed notebook shows a code cell that the kernel executed (or an error it raised)."""
+    if not out_path.exists():
+        return False
+    import nbformat
+
+    try:
+        cells = nbformat.read(str(out_path), as_version=4).cells
+    except Exception:  # a notebook cut off mid-write: papermill got far enough to write it
+        return True
+    return any(cell.cell_type == "code" and (cell.get("execution_count") is not None or cell.get("outputs"))
+               for cell in cells)
 
 
 def _first_error(out_path):

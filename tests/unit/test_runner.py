@@ -2,6 +2,7 @@
 
 Each notebook run starts a real `python3` kernel under papermill in a child process.
 """
+import json
 import os
 import sys
 from pathlib import Path
@@ -181,6 +182,49 @@ def test_only_timeouts_are_retried(tmp_path, monkeypatch):
     assert (run.status, run.attempts, len(calls)) == ("failed", 2, 2)
     statuses = iter(["timeout", "timeout", "ok"])
     assert runner.execute_notebook(notebook, tmp_path / "o.ipynb", profile="smoke", retries=1).status == "timeout"
+
+
+DYING_KERNEL = """\
+import pathlib, runpy, sys
+deaths = pathlib.Path(sys.argv.pop(1))
+if deaths.read_text().count("x") < int(sys.argv.pop(1)):
+    deaths.write_text(deaths.read_text() + "x")
+    sys.exit(1)  # dies before it answers, as a kernel does when its port was taken
+sys.argv[0] = "ipykernel_launcher"
+runpy.run_module("ipykernel_launcher", run_name="__main__")
+"""
+
+
+def dying_kernel(tmp_path, deaths):
+    """A kernelspec `dying` (under tmp_path, for JUPYTER_PATH) whose first `deaths` starts exit at once."""
+    script, counter = tmp_path / "dying_kernel.py", tmp_path / "deaths.txt"
+    script.write_text(DYING_KERNEL)
+    counter.write_text("")
+    spec = tmp_path / "kernels" / "dying"
+    spec.mkdir(parents=True)
+    spec.joinpath("kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, str(script), str(counter), str(deaths), "-f", "{connection_file}"],
+        "display_name": "dying", "language": "python"}))
+    return {"JUPYTER_PATH": str(tmp_path)}, counter
+
+
+def test_a_kernel_that_dies_at_start_is_started_again(tmp_path):
+    notebook = write_notebook(tmp_path / "n.ipynb", "from kdlab.results import record\nrecord('lr', LR)")
+    env, counter = dying_kernel(tmp_path, deaths=1)
+    run = runner.execute_notebook(notebook, tmp_path / "o.ipynb", profile="smoke", kernel="dying", env=env,
+                                  execution_timeout=60, outer_timeout=240)
+    assert (run.status, run.attempts, run.results, counter.read_text()) == ("ok", 2, {"lr": 0.1}, "x")
+
+
+def test_a_kernel_that_never_starts_fails_after_the_start_retries_and_a_cell_error_is_not_retried(tmp_path):
+    notebook = write_notebook(tmp_path / "n.ipynb", "1 / 0")
+    env, counter = dying_kernel(tmp_path, deaths=99)
+    run = runner.execute_notebook(notebook, tmp_path / "o.ipynb", profile="smoke", kernel="dying", env=env,
+                                  execution_timeout=60, outer_timeout=240)
+    assert (run.status, run.attempts) == ("failed", 1 + runner.KERNEL_START_RETRIES)
+    assert counter.read_text() == "x" * (1 + runner.KERNEL_START_RETRIES)
+    run = runner.execute_notebook(notebook, tmp_path / "o2.ipynb", profile="smoke", retries=0)
+    assert (run.status, run.attempts, run.error) == ("failed", 1, "ZeroDivisionError: division by zero")
 
 
 def test_bad_arguments_stop_before_any_kernel_starts(tmp_path):
