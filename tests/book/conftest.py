@@ -39,11 +39,20 @@ def tiny_notebook():
 
 
 @pytest.fixture(scope="session")
-def smoke_book():
-    """The book built in `smoke` into _build/test-book/html (executed copies cached in _build/executed)."""
+def smoke_book(smoke_executed_dir):
+    """The book built in `smoke` into _build/test-book/html (executed copies cached in _build/executed), reusing
+    the notebooks that tests/notebooks/test_execute.py executed in this session where their code is the same."""
     from kdlab.book.build import BUILD_DIR, build
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    report = build("smoke", build_dir=TEST_BUILD, cache_dir=BUILD_DIR / "executed", log=print)
+    before = os.environ.get("KDLAB_BOOK_REUSE")
+    os.environ["KDLAB_BOOK_REUSE"] = os.pathsep.join(filter(None, [str(smoke_executed_dir), before]))
+    try:
+        report = build("smoke", build_dir=TEST_BUILD, cache_dir=BUILD_DIR / "executed", log=print)
+    finally:
+        if before is None:
+            os.environ.pop("KDLAB_BOOK_REUSE")
+        else:
+            os.environ["KDLAB_BOOK_REUSE"] = before
     print(report.summary())
     return report

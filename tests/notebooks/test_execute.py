@@ -3,6 +3,7 @@ and an outer timeout (nbclient can hang after widget cells: jupyter/nbclient#312
 of every panel it showed is moved once and must change the plotted data visibly (kdlab.widgets.audit_sliders)."""
 import pytest
 
+from kdlab.book.execution import KERNEL_STARTUP
 from kdlab.results import read_results
 from kdlab.runner import execute_notebook
 from kdlab.widgets import read_audit, with_audit_cell
@@ -14,11 +15,12 @@ SMOKE_BUDGET_S = 60  # each notebook in about a minute on a 2-core CPU (the slid
 
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", notebook_params())
-def test_notebook_runs_in_smoke_profile_and_every_slider_changes_its_plot(path, tmp_path):
+def test_notebook_runs_in_smoke_profile_and_every_slider_changes_its_plot(path, tmp_path, smoke_executed_dir):
     audit_json = tmp_path / "slider_audit.json"
     copy = with_audit_cell(path, tmp_path / path.name, audit_json)
-    out = tmp_path / "executed" / path.name
-    result = execute_notebook(copy, out, profile="smoke", execution_timeout=240, outer_timeout=600)
+    out = smoke_executed_dir / path.name  # the smoke book reuses it: the same kernel hook writes the alt texts
+    result = execute_notebook(copy, out, profile="smoke", execution_timeout=240, outer_timeout=600,
+                              env={"PYTHONSTARTUP": str(KERNEL_STARTUP)})
     assert result.status == "ok", f"{path.name}: {result.status}: {result.error}"
     recorded = read_results(out)
     assert recorded, f"{path.name} recorded no key numbers"
