@@ -1,123 +1,31 @@
-"""Notebook 05 (MMKD): the teacher zoo, experiments (pilot study, comparison, ablation, beta sweep), ARI, panels.
+"""Notebook 05 (MMKD): experiments (pilot study, comparison, ablation, beta sweep), ARI, weight maps and the
+cheap panel. The teacher zoo lives in `mmkd_teachers`, the pictures of the method in `mmkd_plots`; the notebook
+reads their names from here too.
 
 Every experiment is a pure function of its arguments and a seed, so a slider, a test and a sweep get the
 same numbers for the same settings. The method itself lives in `kdlab.methods.mmkd`.
 """
-import dataclasses
 import time
 from types import SimpleNamespace
 
-import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.colors import TwoSlopeNorm
-from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 import torch
 import torch.nn.functional as F
+from matplotlib.colors import TwoSlopeNorm
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
-from .. import cache, config, paths
+from .. import config
 from ..methods.mmkd import MMKD, teacher_weights
 from ..methods.mmkd_baselines import fixed_weights
-from ..models import MLP, SmallCNN, create
 from ..models.meta_weight import teacher_outputs
-from ..train import accuracy, fit
+from ..train import fit
 from ..widgets import Panel, slider
 from .kd import new_student
-
-# -- the teacher zoo -----------------------------------------------------------------------------------
-# Four teachers of deliberately different quality on the same 300 training digits. "noisy" memorises
-# labels of which NOISE_FRACTION were moved to another class: it is confident, and wrong on half the
-# training images, so a confidence-based weighting (EBKD) trusts it most where it should trust it least.
-TEACHER_SPECS = {
-    "mlp": dict(arch="mlp", hidden=(256, 256), epochs=100, lr=0.01, noise=0.0),
-    "cnn": dict(arch="small_cnn", width=16, epochs=60, lr=0.05, noise=0.0),
-    "short": dict(arch="mlp", hidden=(256, 256), epochs=5, lr=0.05, noise=0.0),
-    "noisy": dict(arch="mlp", hidden=(256, 256), epochs=150, lr=0.1, noise=0.5, weight_decay=0.0),
-}
-TEACHER_NOTES = {
-    "mlp": "MLP 64-256-256-10, fully trained",
-    "cnn": "small CNN (width 16), fully trained",
-    "short": "MLP 64-256-256-10, stopped early",
-    "noisy": "MLP 64-256-256-10, memorised 50% wrong labels",
-}
-# one look per teacher in every figure: colour from the kit's cycle, plus a line style and marker, so the
-# curves stay apart where they overlap and without colour
-# (the kit's role colours C1 KD, C2 meta, C3 student, C7 cross-entropy are left to those roles)
-TEACHER_STYLES = {"cnn": dict(color="C0", ls="-", marker="o"), "mlp": dict(color="C9", ls="--", marker="s"),
-                  "short": dict(color="C5", ls="-.", marker="^"), "noisy": dict(color="C4", ls=":", marker="D")}
-OTHER_STYLES = [dict(color=f"C{i}", ls=ls, marker=m) for i, ls, m in ((6, "-", "v"), (8, "--", "P"))]
-
-
-def teacher_style(name, index=0):
-    """Line keywords for teacher `name` (a zoo teacher's own look; others by their position)."""
-    return TEACHER_STYLES.get(name, OTHER_STYLES[index % len(OTHER_STYLES)])
-
-
-def noisy_labels(labels, fraction, seed, num_classes):
-    """Move a random `fraction` of the labels to a different class, chosen uniformly (seeded)."""
-    g = torch.Generator().manual_seed(seed)
-    y = labels.clone().cpu()
-    moved = torch.rand(len(y), generator=g) < fraction
-    y[moved] = (y[moved] + torch.randint(1, num_classes, (int(moved.sum()),), generator=g)) % num_classes
-    return y.to(labels.device)
-
-
-def build_teacher(spec, data):
-    """A fresh, seeded teacher of `spec` (see TEACHER_SPECS; `arch` may also name a zoo model), untrained."""
-    torch.manual_seed(spec.get("seed", 0))
-    if spec["arch"] == "mlp":
-        return MLP(int(np.prod(data.input_shape)), hidden=spec["hidden"], num_classes=data.num_classes)
-    if spec["arch"] == "small_cnn":
-        return SmallCNN(data.num_classes, width=spec["width"], in_channels=data.input_shape[0])
-    return create(spec["arch"], num_classes=data.num_classes)
-
-
-def train_teacher(spec, data, augment=None):
-    """Train one teacher of `spec` on `data` (with its label noise, if any); returns the model (eval mode)."""
-    model = build_teacher(spec, data).to(data.x_train.device)
-    train_data = data
-    if spec.get("noise", 0) > 0:
-        y = noisy_labels(data.y_train, spec["noise"], spec.get("seed", 0), data.num_classes)
-        train_data = dataclasses.replace(data, y_train=y)
-    fit(model, train_data, epochs=spec["epochs"], lr=spec["lr"], batch_size=spec.get("batch_size", 64),
-        seed=spec.get("seed", 0), weight_decay=spec.get("weight_decay", 5e-4), augment=augment,
-        progress=augment is not None)
-    return model.eval()
-
-
-def teacher_key(name, spec, data_config):
-    return cache.config_key({"teacher": name, **spec, **data_config, "version": 1})
-
-
-def teacher_zoo(data, data_config, specs=None, *, root=None, log=print, augment=None):
-    """Train the teachers once and cache their weights (atomic write, checksum, weights_only load), keyed
-    by `config_key` of the teacher's spec and the data's configuration. Returns {name: teacher} (eval)."""
-    specs = TEACHER_SPECS if specs is None else specs
-    teachers = {}
-    for name, spec in specs.items():
-        path = paths.cache_dir(root) / f"mmkd-teacher-{name}-{teacher_key(name, spec, data_config)}.pt"
-        fresh = not path.exists()
-        started = time.perf_counter()
-        state = cache.load_or_build(path, lambda: {k: v.cpu() for k, v in
-                                                   train_teacher(spec, data, augment).state_dict().items()}, log=log)
-        model = build_teacher(spec, data).to(data.x_train.device)
-        model.load_state_dict(state)
-        teachers[name] = model.eval()
-        log(f"teacher {name:<6} {'trained' if fresh else 'loaded from cache'} in "
-            f"{time.perf_counter() - started:.1f} s ({path.name})")
-    return teachers
-
-
-@torch.no_grad()
-def teacher_report(teachers, data):
-    """Per teacher: test accuracy, accuracy against the true training labels, mean entropy on training data."""
-    rows = {}
-    for name, t in teachers.items():
-        p = F.softmax(t(data.x_train), dim=-1)
-        entropy = -(p * p.clamp_min(1e-12).log()).sum(-1)
-        rows[name] = {"test_acc": accuracy(t, data.x_test, data.y_test),
-                      "train_acc": 100.0 * float((p.argmax(-1) == data.y_train).float().mean()),
-                      "train_entropy": float(entropy.mean())}
-    return rows
+# The notebook reads everything as `lesson.<name>`: the zoo's and the pictures' names are re-exported here.
+from .mmkd_plots import draw_weight_nets, weight_table  # noqa: F401
+from .mmkd_teachers import (OTHER_STYLES, TEACHER_NOTES, TEACHER_SPECS, TEACHER_STYLES,  # noqa: F401
+                            build_teacher, noisy_labels, teacher_key, teacher_report, teacher_style, teacher_zoo,
+                            train_teacher)
 
 
 # -- students and runs ---------------------------------------------------------------------------------
@@ -249,44 +157,6 @@ def plot_weight_map(ax, weights, names, order=None, norm=None):
     ax.set_yticks(range(len(names)), names)
     ax.set_xlabel("training sample")
     return image
-
-
-# -- pictures of the method --------------------------------------------------------------------------------
-def draw_weight_nets(fig, num_classes, num_teachers, batch_size):
-    """The two meta-weight networks as block diagrams, with this notebook's widths."""
-    k, c, b = num_teachers, num_classes, batch_size
-    rows = [("logit net (Eqs. 1-2)", [f"teacher logits\nz^t1..z^t{k}\n+ sg(student z^s)",
-                                       f"concat\n{c}(K+1) = {c * (k + 1)}",
-                                       f"FC {c * (k + 1)} -> {c * (k + 1) // 2}\nReLU", f"FC {c * (k + 1) // 2} -> {k}",
-                                       f"softmax\nw^l: {k} weights"]),
-            ("feature net (Eqs. 3-5)", [f"Gram rows G_i\nof {k} teachers\n+ sg(student)",
-                                        f"concat\n{b}(K+1) = {b * (k + 1)}",
-                                        f"FC {b * (k + 1)} -> {b * (k + 1) // 2}\nReLU",
-                                        f"FC {b * (k + 1) // 2} -> {k}", f"softmax\nw^f: {k} weights"])]
-    ax = fig.add_subplot(111, xlim=(0, 10), ylim=(0, 4.2))
-    ax.axis("off")
-    colors = ["#dde8f5", "#eeeeee", "#fbe3c9", "#fbe3c9", "#d9f0d3"]
-    for r, (title, boxes) in enumerate(rows):
-        y = 2.9 - 2.1 * r
-        ax.text(0.02, y + 0.95, title, fontsize=10, weight="bold")
-        for i, text in enumerate(boxes):
-            x = 0.1 + 2.0 * i
-            ax.add_patch(plt.Rectangle((x, y - 0.45), 1.6, 1.15, facecolor=colors[i], edgecolor="0.3"))
-            ax.text(x + 0.8, y + 0.12, text, ha="center", va="center", fontsize=8)
-            if i < len(boxes) - 1:
-                ax.annotate("", xy=(x + 2.0, y + 0.12), xytext=(x + 1.6, y + 0.12),
-                            arrowprops=dict(arrowstyle="->", color="0.3"))
-    return ax
-
-
-def weight_table(weights_by_method, groups, names):
-    """Markdown: mean weight per teacher, for each method, within each group of samples."""
-    lines = ["| weighting | samples | n | " + " | ".join(names) + " |", "|---|---|---:|" + "---:|" * len(names)]
-    for method, weights in weights_by_method.items():
-        for group, mask in groups.items():
-            means = weights[mask].mean(0).tolist() if mask.any() else [float("nan")] * len(names)
-            lines.append(f"| {method} | {group} | {int(mask.sum())} | " + " | ".join(f"{m:.2f}" for m in means) + " |")
-    return "\n".join(lines)
 
 
 # -- the cheap panel ---------------------------------------------------------------------------------------

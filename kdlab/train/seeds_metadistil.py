@@ -1,0 +1,231 @@
+"""MetaDistil's seeds trained together: students and teachers stacked and stepped as one (`torch.func`).
+
+    students, teachers, histories = fit_seeds_metadistil(lambda s: new_student(s), teacher, data, range(8),
+                                                         teacher_lr=1e-4, quiz_batch_size=30, epochs=150, lr=0.01)
+
+Seed s gets what `fit(MetaDistil(make_student(s), copy.deepcopy(teacher), ...), data, seed=s, ...)` gives it
+(`kdlab.methods.metadistil`, Zhou, Xu, McAuley, ACL 2022, arXiv:2106.04570): its own initial weights, its own
+quiz split (`split_quiz(data, quiz_fraction, s)`), batch order (a generator seeded by s) and quiz batch stream
+(seeded by s + QUIZ_SEED_OFFSET), the same optimisers (the teacher's: SGD, momentum 0.9, weight decay 5e-4),
+schedule, frozen epochs and pilot-update order. One iteration of Algorithm 1 for all S seeds at once:
+
+    Eq. 1   L_S = (1 - alpha) CE(S(x), y) + alpha tau^2 KL(p_T^tau || p_S^tau), one value per seed (vmap)
+    Eq. 2   theta_S' = theta_S - lambda grad L_S, lambda the student's current lr: one autograd.grad of the
+            summed L_S with create_graph (the seeds share no weight, so each stacked slice gets its own seed's
+            gradient, still a function of that seed's teacher)
+    Eq. 3   theta_T <- theta_T - mu grad_theta_T CE(S(q; theta_S'), y_q): one autograd.grad of the summed quiz
+            losses through the look-ahead (second order), one optimiser step over the stacked teachers
+    line 7  pilot update: the real students' KD step with the updated teachers (pilot_update=False: the old
+            teachers' logits, then the teacher step)
+
+SGD with momentum and weight decay (and Adam) act element by element, so one optimiser over stacked weights is S
+independent optimisers. On the CPU with MLPs every seed's student and teacher weights and its accuracies equal
+its own `fit` bit for bit (`tests/unit/test_seeds_metadistil.py`); logged losses are kd_loss's values (exact where
+float32 cancels), the teacher gradient norm summed in another order (1e-6 relative). Refused, with the fallback
+named: BatchNorm or dropout in either model, augmentation, the accuracy monitor (`monitor`, `log_every`).
+"""
+import copy
+import time
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, stack_module_state
+
+from .. import config
+from ..data.base import random_permutation, seeded_generator
+from ..data.quiz import quiz_batches, split_quiz
+from ..errors import ParameterError, TrainingDivergedError
+from ..losses import kd_divergence, textbook_value_is_accurate
+from ..methods.base import make_optimizer
+from ..methods.metadistil import QUIZ_SEED_OFFSET
+from ..models import MLP
+from .history import History
+from .schedules import make_schedulers
+from .seeds import check_vectorisable, evaluate
+
+FALLBACK = "for fit_seeds_metadistil; train seed by seed with kdlab.train.fit(MetaDistil(...))"
+
+
+def stacked(models, role, training):
+    """The models' weights stacked on a leading seed axis, and one vmapped functional forward over them."""
+    for model in models:
+        try:
+            check_vectorisable(model)
+        except ParameterError as error:
+            raise ParameterError(role, error.value, "a model without BatchNorm running statistics or dropout "
+                                 + FALLBACK) from None
+    base = copy.deepcopy(models[0]).to("meta").train(training)
+    params, buffers = stack_module_state(models)
+    if isinstance(models[0], MLP) and all(type(m) is MLP for m in models) and role == "make_student":
+        return params, buffers, lambda p, b, x: mlp_forward(p, x)
+    return params, buffers, torch.vmap(lambda p, b, x: functional_call(base, (p, b), (x,)))
+
+
+def per_seed_ce(logits, labels):
+    """(S, B, C) logits -> each seed's mean cross-entropy (S,) (Eq. 3's L_T; the CE of Eq. 1)."""
+    s, b, c = logits.shape
+    return F.cross_entropy(logits.reshape(s * b, c), labels.reshape(s * b), reduction="none").view(s, b).mean(1)
+
+
+def per_seed_losses(student_logits, teacher_logits, labels, alpha, temperature):
+    """Eq. 1 per seed on (S, B, C) logits: (loss, ce, kd), each (S,); the KD term summed and divided as
+    `F.kl_div(..., "batchmean", log_target=True)` does (its value and gradients bit for bit), CE as `fit_seeds`."""
+    ce = per_seed_ce(student_logits, labels)
+    log_p_s = F.log_softmax(student_logits / temperature, dim=-1)
+    log_p_t = F.log_softmax(teacher_logits / temperature, dim=-1)
+    kd = temperature ** 2 * ((log_p_t.exp() * (log_p_t - log_p_s)).sum((1, 2)) / student_logits.shape[1])
+    return (1 - alpha) * ce + alpha * kd, ce, kd
+
+
+def mlp_forward(params, x):
+    """`kdlab.models.MLP` on stacked weights: one `baddbmm` per Linear, as `addmm` in each seed's forward (vmap's
+    batched linear sums the double backward of Eq. 2-3 in another order: last-bit differences)."""
+    h, depth = x.flatten(2), sum(name.startswith("layers.") for name in params) // 2
+    for name in [f"layers.{j}" for j in range(depth)] + ["classifier"]:
+        h = torch.baddbmm(params[f"{name}.bias"].unsqueeze(1), h, params[f"{name}.weight"].transpose(1, 2))
+        h = torch.relu(h) if name != "classifier" else h
+    return h
+
+
+def logged_kd(kd, student_logits, teacher_logits, temperature):
+    """kd_loss's value per seed: the textbook one, or `kd_divergence`'s where float32 cancels (seed by seed)."""
+    s, t = student_logits.detach(), teacher_logits.detach()
+    log_p = [F.log_softmax(z / temperature, dim=-1) for z in (s, t)]
+    if textbook_value_is_accurate(*log_p, s, t, temperature):  # row by row: all seeds accurate, the common case
+        return kd.detach()
+    return torch.stack([kd[i].detach() if textbook_value_is_accurate(log_p[0][i], log_p[1][i], s[i], t[i], temperature)
+                        else (kd_divergence(s[i], t[i], temperature).sum() / s.shape[1]).to(kd.dtype)
+                        for i in range(len(kd))])
+
+
+def fit_seeds_metadistil(make_student, teacher, data, seeds, *, teacher_lr=1e-4, alpha=0.9, temperature=4.0,
+                         quiz_fraction=0.1, quiz_batch_size=None, pilot_update=True, freeze_epochs=0,
+                         teacher_momentum=0.9, teacher_weight_decay=5e-4, lookahead_lr=None, epochs=10, lr=0.05,
+                         batch_size=64, optimizer="sgd", momentum=0.9, weight_decay=5e-4, schedule="cosine",
+                         eval_every=1, augment=None, monitor=None, log_every=0):
+    """MetaDistil for `make_student(seed)` and a copy of `teacher` (a module, copied per seed, or a function
+    seed -> teacher) for every seed at once on `data` (one DataSplits); returns (students, teachers, histories)."""
+    seeds = list(seeds)
+    config.validate(TEACHER_LR=teacher_lr, ALPHA=alpha, TEMPERATURE=temperature, QUIZ_FRACTION=quiz_fraction,
+                    FREEZE_EPOCHS=freeze_epochs, quiz_batch_size=quiz_batch_size, pilot_update=pilot_update,
+                    lookahead_lr=lookahead_lr, log_every=log_every, EPOCHS=epochs, LR=lr, BATCH_SIZE=batch_size)
+    for name, value, default in (("augment", augment, None), ("monitor", monitor, None), ("log_every", log_every, 0)):
+        if value is not default and value != default:
+            raise ParameterError(name, value, f"{default} (not implemented) {FALLBACK}")
+    if not seeds:
+        raise ParameterError("seeds", seeds, "at least one seed")
+    quiz_size = batch_size if quiz_batch_size is None else quiz_batch_size
+    splits = [split_quiz(data, quiz_fraction, seed, quiz_batch_size=quiz_size) for seed in seeds]
+    students = [make_student(seed) for seed in seeds]
+    teachers = [(copy.deepcopy(teacher) if isinstance(teacher, torch.nn.Module) else teacher(seed)).eval()
+                for seed in seeds]
+    params, buffers, student_forward = stacked(students, "make_student", True)
+    t_params, t_buffers, teacher_forward = stacked(teachers, "teacher", False)  # eval(), as MetaDistil.train()
+    losses_of = lambda s, t, y: per_seed_losses(s, t, y, alpha, temperature)  # noqa: E731
+    student_opt = make_optimizer(list(params.values()), optimizer, lr, momentum, weight_decay)
+    teacher_opt = make_optimizer(list(t_params.values()), "sgd", teacher_lr, teacher_momentum, teacher_weight_decay)
+    schedulers = make_schedulers([student_opt, teacher_opt], schedule, epochs)
+    datas = [split.train for split in splits]
+    x, y = torch.stack([d.x_train for d in datas]), torch.stack([d.y_train for d in datas])   # (S, n, ...)
+    x_quiz, y_quiz = torch.stack([s.x_quiz for s in splits]), torch.stack([s.y_quiz for s in splits])
+    generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+    positions = torch.arange(x_quiz.shape[1], device=x.device)  # quiz batches drawn as quiz_batches draws them
+    streams = [quiz_batches(positions, positions, quiz_size, seeded_generator(seed + QUIZ_SEED_OFFSET))
+               for seed in seeds]
+    histories, n, rows = [History() for _ in seeds], x.shape[1], torch.arange(len(seeds), device=x.device)[:, None]
+
+    def student_step(teacher_logits, xb, yb, epoch, step):
+        """Line 7: the real students' KD step (teacher logits detached), as MetaDistil's student_update."""
+        logits = student_forward(params, buffers, xb)
+        loss, ce, kd = losses_of(logits, teacher_logits.detach(), yb)
+        bad = (~torch.isfinite(loss.detach())).nonzero().flatten().tolist()
+        if bad:
+            raise TrainingDivergedError(f"the loss of seed {seeds[bad[0]]} became {float(loss[bad[0]])} at epoch "
+                                        f"{epoch + 1}, step {step + 1}. Try a smaller learning rate (now "
+                                        f"{student_opt.param_groups[0]['lr']:g}), TEMPERATURE or ALPHA.")
+        student_opt.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        student_opt.step()
+        kd = logged_kd(kd, logits, teacher_logits, temperature)
+        return {"loss": (1 - alpha) * ce.detach() + alpha * kd, "ce": ce.detach(), "kd": kd}
+
+    def teacher_step(grads):
+        """Eq. 3's step: the teachers' optimiser descends the meta-gradients."""
+        for p, g in zip(t_params.values(), grads):
+            p.grad = g
+        teacher_opt.step()
+        teacher_opt.zero_grad(set_to_none=True)
+
+    def metadistil_step(xb, yb, lam, epoch, step):
+        """Lines 3-7 of Algorithm 1 for every seed (`kdlab.methods.metadistil.metadistil_step`)."""
+        index = torch.stack([next(stream)[0] for stream in streams])
+        xq, yq = x_quiz[rows, index], y_quiz[rows, index]
+        teacher_logits = teacher_forward(t_params, t_buffers, xb)  # NOT detached: Eq. 3 differentiates through it
+        student_logits = student_forward(params, buffers, xb)
+        loss, _, kd = losses_of(student_logits, teacher_logits, yb)
+        grads = torch.autograd.grad(loss.sum(), list(params.values()), create_graph=True)  # Eq. 2, second order
+        fast = {name: p.add(g, alpha=-lam) for (name, p), g in zip(params.items(), grads)}
+        quiz = per_seed_ce(student_forward(fast, buffers, xq), yq)                           # Eq. 3's L_T
+        meta = torch.autograd.grad(quiz.sum(), list(t_params.values()), allow_unused=True)
+        meta = [torch.zeros_like(p) if g is None else g for p, g in zip(t_params.values(), meta)]
+        if pilot_update:
+            teacher_step(meta)
+            with torch.no_grad():
+                new_teacher = teacher_forward(t_params, t_buffers, xb)
+            logs = student_step(new_teacher, xb, yb, epoch, step)
+        else:
+            logs = student_step(teacher_logits, xb, yb, epoch, step)
+            teacher_step(meta)
+            with torch.no_grad():
+                new_teacher = teacher_forward(t_params, t_buffers, xb)
+        norm = torch.sqrt(sum((g ** 2).flatten(1).sum(1) for g in meta))
+        return {**logs, "quiz": quiz.detach(), "teacher_grad_norm": norm,
+                "kd_before": logged_kd(kd, student_logits, teacher_logits, temperature),
+                "kd_after": logged_kd(losses_of(student_logits.detach(), new_teacher, yb)[2], student_logits,
+                                      new_teacher, temperature)}
+
+    for epoch in range(epochs):
+        start, step_lr = time.perf_counter(), student_opt.param_groups[0]["lr"]
+        lam = step_lr if lookahead_lr is None else lookahead_lr * (step_lr / lr)
+        orders = torch.stack([random_permutation(n, g, x.device) for g in generators])
+        sums, count = [{} for _ in seeds], 0
+        for step, first in enumerate(range(0, n, batch_size)):
+            idx = orders[:, first:first + batch_size]
+            xb, yb = x[rows, idx], y[rows, idx]
+            if epoch < freeze_epochs:
+                with torch.no_grad():
+                    teacher_logits = teacher_forward(t_params, t_buffers, xb)
+                logs = student_step(teacher_logits, xb, yb, epoch, step)
+            else:
+                logs = metadistil_step(xb, yb, lam, epoch, step)
+            values = torch.stack(list(logs.values())).t().tolist()  # one row of floats per seed
+            for i, history in enumerate(histories):
+                record = dict(zip(logs, values[i]))
+                toward = None if epoch < freeze_epochs else bool(record["kd_after"] < record["kd_before"])
+                history.steps.append({"toward": toward, "step": len(history.steps) + 1, "epoch": epoch + 1,
+                                      **record})
+                for name, value in record.items():
+                    sums[i][name] = sums[i].get(name, 0.0) + value * idx.shape[1]
+            count += idx.shape[1]
+        seconds = time.perf_counter() - start
+        teacher_lr_now = 0.0 if epoch < freeze_epochs else teacher_opt.param_groups[0]["lr"]
+        scores = {}
+        if (epoch + 1) % eval_every == 0 or epoch + 1 == epochs:
+            scores = evaluate(student_forward, params, buffers, datas)  # eval mode: the MLPs have none to switch
+            scores["teacher_test_acc"] = evaluate(teacher_forward, t_params, t_buffers, datas)["test_acc"]
+        for i, history in enumerate(histories):
+            record = {"epoch": epoch + 1, "lr": step_lr, "seconds": seconds / len(seeds)}
+            record.update({name: total / count for name, total in sums[i].items()})
+            record["teacher_lr"] = teacher_lr_now
+            record.update({name: value[i] for name, value in scores.items()})
+            history.append(record)
+            history.global_steps = (epoch + 1) * -(-n // batch_size)
+        with warnings.catch_warnings():  # a teacher that did not step this epoch (frozen) is fine, as in fit
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)`")
+            for scheduler in schedulers:
+                scheduler.step()
+    for models, (p, b) in ((students, (params, buffers)), (teachers, (t_params, t_buffers))):
+        for i, model in enumerate(models):
+            model.load_state_dict({**{k: v[i].detach() for k, v in p.items()}, **{k: v[i] for k, v in b.items()}})
+    return students, teachers, histories
