@@ -5,6 +5,7 @@ import os
 import pytest
 
 os.environ.setdefault("KDLAB_THREADS", "1")
+os.environ.setdefault("KDLAB_RUN_CACHE", "0")  # every test computes; tests/unit/test_run_cache.py turns it on
 
 import torch  # noqa: E402
 

@@ -22,7 +22,7 @@ from ..methods import registry
 from ..methods.base import Batch, Recipe, Run
 from ..profiling import StepCost, step_cost
 from ..scoreboard import SAME_STEP
-from ..train import fit, fit_episodes
+from ..train import fit
 from ..widgets import Panel, choice, mark_wall_clock, slider
 
 COST_METHODS = tuple(m for m in METHODS if m not in SAME_STEP)   # "KD (90 %)" takes exactly KD's step
@@ -188,7 +188,7 @@ def fewshot_seed(glyphs, seed, *, test_tasks, ways=5, shots=1, queries=5, iterat
     training episodes; all scored on `test_tasks`. Returns {row: per-episode accuracies (%)} and
     {row + '/seconds': meta-training seconds, row + '/seconds_per_iteration': ...}."""
     from ..data.episodes import EpisodeSampler
-    from ..methods import tsmd
+    from .tsmd_rows import train_and_score
 
     teacher0, student0 = glyph_models(seed, ways=ways, teacher_hidden=teacher_hidden,
                                       student_hidden=student_hidden, device=device)
@@ -197,16 +197,14 @@ def fewshot_seed(glyphs, seed, *, test_tasks, ways=5, shots=1, queries=5, iterat
         sampler = EpisodeSampler(glyphs, "train", ways=ways, shots=shots, queries=queries, seed=seed)
         teacher = copy.deepcopy(trained["oracle"].teacher if row == "ours" else teacher0)
         method = fewshot_method(row, teacher, copy.deepcopy(student0), meta_lr=meta_lr, settings=settings)
-        started = time.perf_counter()
-        fit_episodes(method, sampler, iterations=iterations, meta_batch=meta_batch, log_every=iterations,
-                     device=device)
-        seconds = time.perf_counter() - started
+        # notebook 06 logs its rows every iterations // 20: the same log_every makes the same run-cache key
+        done = train_and_score(method, sampler, iterations=iterations, meta_batch=meta_batch,
+                               log_every=max(1, iterations // 20), test_tasks=test_tasks, device=device, log=None,
+                               eval_knobs=dict(variant=row, **fewshot_knobs(row, settings)))
         trained[row] = method
-        result = tsmd.evaluate(method.teacher, method.student, test_tasks, variant=row,
-                               **fewshot_knobs(row, settings))
-        out[row] = (100 * result["accuracies"]).tolist()
-        out[row + "/seconds"] = seconds
-        out[row + "/seconds_per_iteration"] = seconds / iterations
+        out[row] = (100 * done["accuracies"]).tolist()
+        out[row + "/seconds"] = done["seconds"]
+        out[row + "/seconds_per_iteration"] = done["seconds"] / iterations
     return out
 
 

@@ -18,9 +18,11 @@ from ..data.quiz import quiz_batches, split_quiz
 from ..gradcheck import finite_differences, relative_error
 from ..methods import metadistil as md
 from ..train import accuracy
-# The notebook reads everything as `lesson.<name>`: the panel's and the figure's names are re-exported here.
+# The notebook reads everything as `lesson.<name>`: the panel's, the figure's and the seeds-together
+# experiments' names are re-exported here.
 from .metadistil_panel import TeacherWatch, describe_teacher_lr, teacher_lr_table, teaching_panel  # noqa: F401
 from .metadistil_plots import plot_dynamics  # noqa: F401
+from .metadistil_seeds import compare_methods_seeds, kd_vs_meta_seeds, pilot_ablation_seeds  # noqa: F401
 from .metadistil_runs import kd_run, meta_run
 
 

@@ -22,6 +22,7 @@ from ..stats import episodes_ci, mean_ci, paired_difference
 from ..train import fit_episodes
 from ..train.pretrain import pretrain_teacher  # noqa: F401 (the notebook's teacher initialisation)
 from ..widgets import Panel, log_slider, slider
+from .tsmd_rows import train_and_score
 
 ROWS = ("student", "fixed_teacher", "ours", "oracle")
 ROW_NAMES = {"student": "Student (MAML, small)", "fixed_teacher": "Fixed teacher (RKD)",
@@ -52,19 +53,17 @@ def table_seed(data, *, seed, shots, ways, queries, iterations, meta_batch, test
         source = out["models"]["oracle"][0] if teacher_from_oracle and row != "oracle" else teacher0
         teacher = copy.deepcopy(source) if tsmd.uses_teacher(row) else None
         student = copy.deepcopy(student0) if tsmd.uses_student(row) else None
-        started = time.perf_counter()
-        history = fit_episodes(TSMD(teacher, student, variant=row, **common, **knobs.get(row, {})), sampler,
-                               iterations=iterations, meta_batch=meta_batch, log_every=max(1, iterations // 20),
-                               device=device)
-        out["seconds"][row], out["models"][row], out["histories"][row] = (time.perf_counter() - started,
-                                                                         (teacher, student), history)
-        result = tsmd.evaluate(teacher, student, test_tasks, variant=row, inner_steps=test_steps,
-                               inner_lr=inner_lr, teacher_inner_steps=test_steps if row != "fixed_teacher" else 0,
-                               **knobs.get(row, {}))
-        out["accuracies"][row] = (100 * result["accuracies"]).tolist()
+        done = train_and_score(
+            TSMD(teacher, student, variant=row, **common, **knobs.get(row, {})), sampler, iterations=iterations,
+            meta_batch=meta_batch, log_every=max(1, iterations // 20), test_tasks=test_tasks, device=device, log=log,
+            eval_knobs=dict(variant=row, inner_steps=test_steps, inner_lr=inner_lr,
+                            teacher_inner_steps=test_steps if row != "fixed_teacher" else 0, **knobs.get(row, {})))
+        out["seconds"][row], out["models"][row], out["histories"][row] = (done["seconds"], (teacher, student),
+                                                                         done["history"])
+        out["accuracies"][row] = (100 * done["accuracies"]).tolist()
         if log is not None:
             log(f"seed {seed}, {shots}-shot, {row:>13}: {float(np.mean(out['accuracies'][row])):5.1f}% "
-                f"({out['seconds'][row]:.0f} s meta-training)")
+                f"({out['seconds'][row]:.0f} s meta-training{', reused from the run cache' if done['reused'] else ''})")
     if "oracle" not in rows:
         for key in ("accuracies", "seconds", "histories"):
             out[key].pop("oracle", None)

@@ -2,7 +2,7 @@
 (`fit_episodes`). Methods live in `kdlab.methods`; `fit(model, data)` trains with cross-entropy and
 `fit(model, data, distill_from(teacher))` with Hinton KD, as before methods were objects. `fit_seeds` trains
 the same CE or KD student under several seeds at once (stacked weights, `torch.func`), bit for bit as `fit`
-seed after seed.
+seed after seed; `seeds_metadistil.fit_seeds_metadistil` does the same for MetaDistil's students and teachers.
 """
 from ..methods.base import check_finite, make_optimizer
 from ..methods.kd import cross_entropy, distill_from

@@ -1,0 +1,50 @@
+"""Notebook 03's multi-seed experiments with the seeds trained together (`kdlab.lessons.metadistil_seeds`) give
+exactly what `stats.over_seeds` over the one-seed functions gives: every number of every seed, bit for bit (MLP
+students and teachers on the CPU), and the same final MetaDistil teachers for static teaching."""
+import pytest
+import torch
+
+from kdlab import stats
+from kdlab.data import load
+from kdlab.lessons import metadistil as lesson
+from kdlab.lessons import metadistil_seeds
+from kdlab.models import MLP
+from kdlab.train import fit
+
+SEEDS = [0, 2, 5]
+KNOBS = dict(hidden=(8,), recipe=dict(epochs=3, lr=0.05, batch_size=64, eval_every=3), alpha=0.9, temperature=4.0,
+             teacher_lr=0.01, quiz_fraction=0.1, quiz_batch=30)
+
+
+@pytest.fixture(scope="module")
+def digits_and_teacher():
+    data = load("digits", train_size=300, seed=0)
+    torch.manual_seed(0)
+    teacher = MLP(64, hidden=(32,), num_classes=10)
+    fit(teacher, data, epochs=5, lr=0.05, batch_size=50, seed=0, progress=False)
+    return data, teacher.eval()
+
+
+def one_by_one(function, data, teacher, **kwargs):
+    return stats.over_seeds(lambda s: function(data, teacher, seed=s, **kwargs), SEEDS, progress=False)
+
+
+def test_compare_methods_equals_the_seed_by_seed_run_and_keeps_the_same_teachers(digits_and_teacher):
+    data, teacher = digits_and_teacher
+    kept_one, kept_together = {}, {}
+    want = one_by_one(lesson.compare_methods, data, teacher, keep_teachers=kept_one, **KNOBS)
+    got = metadistil_seeds.compare_methods_seeds(data, teacher, seeds=SEEDS, keep_teachers=kept_together, **KNOBS)
+    assert got == want
+    assert sorted(kept_together) == SEEDS
+    for seed in SEEDS:
+        for name, value in kept_one[seed].state_dict().items():
+            assert torch.equal(kept_together[seed].state_dict()[name], value), f"seed {seed} teacher: {name}"
+    assert len(set(want["meta"])) > 1 or len(set(want["kd_90"])) > 1, "the seeds should not all agree"
+
+
+@pytest.mark.parametrize("name", ["pilot_ablation", "kd_vs_meta"])
+def test_the_other_multi_seed_experiments_equal_their_seed_by_seed_runs(digits_and_teacher, name):
+    data, teacher = digits_and_teacher
+    want = one_by_one(getattr(lesson, name), data, teacher, **KNOBS)
+    got = getattr(metadistil_seeds, f"{name}_seeds")(data, teacher, seeds=SEEDS, **KNOBS)
+    assert got == want
