@@ -124,8 +124,8 @@ def current_revision():
     """The checked-out commit, with "+ uncommitted changes" when the tree differs from it."""
     commit = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
-    dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no", "--",
+                            ".", ":!benchmarks/results"], capture_output=True, text=True).stdout.strip()
     return commit + (" + uncommitted changes" if dirty else "")
 
 
