@@ -31,7 +31,7 @@ LESSONS = ["kd", "maml", "metadistil", "metadistiller", "mmkd", "tsmd", "feature
 DATA = {"digits (300 training images)": 'load("digits", train_size=300, seed=0)',
         "mnist1d": 'load("mnist1d")',
         "glyphs (class: 28 px, 20 per class)": 'load("glyphs", image_size=28, samples_per_class=20)'}
-TEACHER = """
+TEACHER_SETUP = """
 import torch
 from kdlab.data import load
 from kdlab.models import MLP
@@ -39,9 +39,8 @@ from kdlab.train import fit
 digits = load("digits", train_size=300, seed=0)
 torch.manual_seed(0)
 teacher = MLP(64, hidden=(256, 256), num_classes=10)
-start = time.perf_counter()
-fit(teacher, digits, epochs=150, lr=0.01, batch_size=64, seed=0, progress=False)
 """
+TEACHER_FIT = "fit(teacher, digits, epochs=150, lr=0.01, batch_size=64, seed=0, progress=False)"
 
 
 def timed(code, setup="", env=None):
@@ -50,13 +49,6 @@ def timed(code, setup="", env=None):
                "print(time.perf_counter() - start)")
     result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1", "KDLAB_THREADS": "1", **(env or {})})
-    return float(result.stdout.strip().splitlines()[-1])
-
-
-def teacher_seconds():
-    program = TEACHER + "\nprint(time.perf_counter() - start)"
-    result = subprocess.run([sys.executable, "-c", "import time\n" + program], capture_output=True, text=True,
-                            check=True, env={**os.environ, "OMP_NUM_THREADS": "1", "KDLAB_THREADS": "1"})
     return float(result.stdout.strip().splitlines()[-1])
 
 
@@ -94,7 +86,7 @@ def measure(repeats):
                 warm.append(timed(call, "import torch\nfrom kdlab.data import load", env))
         rows.append((f"data {name}: cold (generated, cached)", statistics.median(cold)))
         rows.append((f"data {name}: warm (from the cache)", statistics.median(warm)))
-    rows.append(("digits teacher of 01/03/09 (150 epochs)", median_of(teacher_seconds, repeats)))
+    rows.append(("digits teacher of 01/03/09 (150 epochs)", median_of(lambda: timed(TEACHER_FIT, TEACHER_SETUP), repeats)))
     return rows
 
 

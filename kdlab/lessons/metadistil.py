@@ -23,7 +23,7 @@ from ..train import accuracy
 from .metadistil_panel import TeacherWatch, describe_teacher_lr, teacher_lr_table, teaching_panel  # noqa: F401
 from .metadistil_plots import plot_dynamics  # noqa: F401
 from .metadistil_seeds import compare_methods_seeds, kd_vs_meta_seeds, pilot_ablation_seeds  # noqa: F401
-from .metadistil_runs import kd_run, meta_run
+from .metadistil_runs import kd_run, meta_run, weight_gap
 
 
 # -- one seed, several methods ----------------------------------------------------------------------
@@ -44,8 +44,7 @@ def compare_methods(data, teacher, *, seed, hidden, recipe, alpha, temperature, 
     if keep_teachers is not None:
         keep_teachers[seed] = meta_teacher
     first, second = md.toward_share(pilot)
-    gap = max(float((a - b).detach().abs().max())
-              for a, b in zip(pilot_student.parameters(), no_pilot_student.parameters()))
+    gap = weight_gap(pilot_student, no_pilot_student)
     return {"kd_100": kd_all.last["test_acc"], "kd_90": kd_90.last["test_acc"], "meta": pilot.last["test_acc"],
             "meta_no_pilot": no_pilot.last["test_acc"], "meta_teacher": pilot.last["teacher_test_acc"],
             "toward_first": first, "toward_second": second, "pilot_weight_gap": gap}
@@ -96,7 +95,7 @@ def pilot_ablation(data, teacher, *, seed, hidden, recipe, alpha, temperature, t
                   quiz_fraction=quiz_fraction, quiz_batch=quiz_batch)
     with_pilot, _, pilot = meta_run(data, teacher, pilot_update=True, **common)
     without_pilot, _, no_pilot = meta_run(data, teacher, pilot_update=False, **common)
-    gap = max(float((a - b).detach().abs().max()) for a, b in zip(with_pilot.parameters(), without_pilot.parameters()))
+    gap = weight_gap(with_pilot, without_pilot)
     return {"meta": pilot.last["test_acc"], "meta_no_pilot": no_pilot.last["test_acc"], "pilot_weight_gap": gap}
 
 

@@ -28,3 +28,8 @@ def meta_run(data, teacher, *, seed, hidden, recipe, alpha, temperature, teacher
     history = fit(method, data, seed=seed, progress=False,
                   callbacks=[lambda h, _, cb=cb: cb(h, method) for cb in callbacks], **recipe)
     return method.model, method.teacher, history
+
+
+def weight_gap(a, b):
+    """The largest absolute difference between two models' weights (the pilot update's effect on the student)."""
+    return max(float((p - q).detach().abs().max()) for p, q in zip(a.parameters(), b.parameters()))

@@ -11,6 +11,7 @@ from ..methods import metadistil as md
 from ..train import fit_seeds
 from ..train.seeds_metadistil import fit_seeds_metadistil
 from .kd import new_student
+from .metadistil_runs import weight_gap
 
 
 def kd_seeds(data, teacher, seeds, *, hidden, recipe, alpha, temperature, architecture=None):
@@ -27,11 +28,6 @@ def meta_seeds(data, teacher, seeds, *, hidden, recipe, alpha, temperature, teac
                                 teacher_lr=teacher_lr, alpha=alpha, temperature=temperature,
                                 quiz_fraction=quiz_fraction, quiz_batch_size=quiz_batch, pilot_update=pilot_update,
                                 freeze_epochs=freeze_epochs, **recipe)
-
-
-def weight_gap(a, b):
-    """The largest absolute difference between two models' weights."""
-    return max(float((p - q).detach().abs().max()) for p, q in zip(a.parameters(), b.parameters()))
 
 
 def compare_methods_seeds(data, teacher, *, seeds, hidden, recipe, alpha, temperature, teacher_lr, quiz_fraction,

@@ -7,25 +7,13 @@ import torch
 
 from kdlab.data import load
 from kdlab.errors import ParameterError
-from kdlab.models import MLP, SmallCNN
+from kdlab.models import SmallCNN
 from kdlab.train import distill_from, fit
 from kdlab.train.seeds import fit_seeds
 
+from .seed_fixtures import digits_and_teacher, new_student  # noqa: F401 (a fixture)
+
 RECIPE = dict(epochs=3, lr=0.05, batch_size=64)
-
-
-@pytest.fixture(scope="module")
-def digits_and_teacher():
-    data = load("digits", train_size=300, seed=0)
-    torch.manual_seed(0)
-    teacher = MLP(64, hidden=(64,), num_classes=10)
-    fit(teacher, data, epochs=5, lr=0.05, batch_size=50, seed=0, progress=False)
-    return data, teacher.eval()
-
-
-def new_student(seed):
-    torch.manual_seed(seed)
-    return MLP(64, hidden=(8,), num_classes=10)
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.9])

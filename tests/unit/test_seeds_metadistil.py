@@ -10,31 +10,17 @@ import copy
 import pytest
 import torch
 
-from kdlab.data import load
 from kdlab.data.quiz import split_quiz
 from kdlab.errors import ParameterError
 from kdlab.methods.metadistil import MetaDistil
-from kdlab.models import MLP
 from kdlab.train import distill_from, fit
 from kdlab.train.seeds_metadistil import fit_seeds_metadistil
+
+from .seed_fixtures import digits_and_teacher, new_student  # noqa: F401 (a fixture)
 
 RECIPE = dict(epochs=3, lr=0.05, batch_size=64)
 KNOBS = dict(teacher_lr=0.01, alpha=0.9, temperature=4.0, quiz_fraction=0.1, quiz_batch_size=30)
 SEEDS = [0, 3, 7]
-
-
-@pytest.fixture(scope="module")
-def digits_and_teacher():
-    data = load("digits", train_size=300, seed=0)
-    torch.manual_seed(0)
-    teacher = MLP(64, hidden=(64,), num_classes=10)
-    fit(teacher, data, epochs=5, lr=0.05, batch_size=50, seed=0, progress=False)
-    return data, teacher.eval()
-
-
-def new_student(seed):
-    torch.manual_seed(seed)
-    return MLP(64, hidden=(8,), num_classes=10)
 
 
 def assert_same_weights(got, want, what):
