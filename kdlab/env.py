@@ -10,6 +10,7 @@ import torch
 
 from . import config
 from .errors import ParameterError
+from .parallel import default_workers
 from .paths import data_root as resolve_data_root
 
 
@@ -71,6 +72,7 @@ class Run:
     headless: bool
     requested_profile: str = None  # the notebook's PROFILE, when KDLAB_PROFILE overrode it
     dry_run: bool = False          # KDLAB_DRY_RUN=1 in the full profile (`kdlab.reproduce.notebook`)
+    workers: int = 1               # processes for independent runs (`kdlab.parallel`): one per core on the CPU
 
     def generator(self, offset=0) -> torch.Generator:
         """A CPU generator seeded from SEED (+ offset) for data order and splits."""
@@ -100,7 +102,8 @@ def setup(profile="class", seed=0, device="auto", *, threads=None, data_root=Non
     torch.set_num_threads(threads)
     root = resolve_data_root(data_root)
     requested = profile if profile != resolved else None
-    run = Run(resolved, seed, chosen, root, threads, headless(), requested, dry_run(resolved))
+    run = Run(resolved, seed, chosen, root, threads, headless(), requested, dry_run(resolved),
+              default_workers(chosen))
     if not quiet:
         print(banner(run, expected))
     return run
@@ -122,7 +125,8 @@ def banner(run: Run, expected=None) -> str:
         device += f" ({torch.cuda.get_device_name(run.device)})"
     lines = [
         f"kdlab {kdlab.__version__} | python {platform.python_version()} | torch {torch.__version__}",
-        f"device {device} | {run.threads} CPU threads | seed {run.seed}",
+        f"device {device} | {run.threads} CPU thread{'s' if run.threads != 1 else ''} per process, "
+        f"{run.workers} process{'es' if run.workers != 1 else ''} for independent runs | seed {run.seed}",
         f"profile {run.profile!r}: {config.PROFILE_HELP[run.profile]}",
     ]
     if run.requested_profile is not None:

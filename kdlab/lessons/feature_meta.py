@@ -5,6 +5,7 @@ Every training run is `kdlab.train.fit(FeatureMeta(student, teacher, **settings)
 module only arranges experiments and pictures around it. The paper's torchvision pair (ResNet-101 ->
 MobileNetV2 at 84x84) lives in `kdlab.models.torchvision_features`.
 """
+import functools
 import math
 import time
 
@@ -12,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from .. import cache, paths
+from .. import cache, parallel, paths
 from ..alpha_schedule import SCHEDULES
 from ..errors import ParameterError
 from ..methods import feature_meta as fm
@@ -82,26 +83,34 @@ def train(student, teacher, data, *, seed, recipe, settings):
 CURVES = ("loss", "ce", "train_acc", "test_acc", "passes", "alpha")
 
 
-def compare(data, teacher, seeds, *, arms, recipe, settings, make_student, log=print):
+def compare(data, teacher, seeds, *, arms, recipe, settings, make_student, log=print, workers=1):
     """Train every arm for every seed (same initial weights and batch order within a seed);
     `make_student(seed)` returns a fresh student on the data's device; `recipe` goes to `fit`, `settings`
-    to `FeatureMeta`, and an arm's own settings override `settings`.
+    to `FeatureMeta`, and an arm's own settings override `settings`. `workers` > 1 trains the seeds in that many
+    processes side by side (`kdlab.parallel`; `make_student` a function of a module or a partial of one), each
+    seed with the numbers it gets alone.
 
     Returns {arm: {curve: array (seeds, epochs), "seconds": array (seeds,)}} for the CURVES keys."""
-    results = {arm: {key: [] for key in (*CURVES, "seconds")} for arm in arms}
-    for index, seed in enumerate(seeds, start=1):
-        started, shown = time.perf_counter(), []
-        for arm, arm_settings_ in arms.items():
-            arm_start = time.perf_counter()
-            _, history = train(make_student(seed), teacher, data, seed=seed, recipe=recipe,
-                               settings={**settings, **arm_settings_})
-            for key in CURVES:
-                results[arm][key].append(history.series(key))
-            results[arm]["seconds"].append(time.perf_counter() - arm_start)
-            shown.append(f"{arm} {history.last['test_acc']:.1f}")
-        log(f"seed {seed} ({index}/{len(seeds)}): " + ", ".join(shown) + f"  [{time.perf_counter() - started:.1f} s]")
-    return {arm: {key: np.asarray(values, dtype=float) for key, values in curves.items()}
-            for arm, curves in results.items()}
+    seeds = list(seeds)
+    one_seed = functools.partial(_compare_seed, data, teacher, arms, recipe, settings, make_student, log, len(seeds))
+    per_seed = parallel.map_in_workers(one_seed, list(enumerate(seeds, start=1)), workers)
+    return {arm: {key: np.asarray([seed_result[arm][key] for seed_result in per_seed], dtype=float)
+                  for key in (*CURVES, "seconds")} for arm in arms}
+
+
+def _compare_seed(data, teacher, arms, recipe, settings, make_student, log, count, numbered_seed):
+    """Every arm for one seed: {arm: {curve: values per epoch, "seconds": the run's wall time}}."""
+    index, seed = numbered_seed
+    started, shown, out = time.perf_counter(), [], {}
+    for arm, arm_settings_ in arms.items():
+        arm_start = time.perf_counter()
+        _, history = train(make_student(seed), teacher, data, seed=seed, recipe=recipe,
+                           settings={**settings, **arm_settings_})
+        out[arm] = {key: history.series(key) for key in CURVES}
+        out[arm]["seconds"] = time.perf_counter() - arm_start
+        shown.append(f"{arm} {history.last['test_acc']:.1f}")
+    log(f"seed {seed} ({index}/{count}): " + ", ".join(shown) + f"  [{time.perf_counter() - started:.1f} s]")
+    return out
 
 
 def first_epoch_reaching(test_acc, threshold):

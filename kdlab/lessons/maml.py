@@ -10,6 +10,7 @@ Meta-training is `kdlab.train.fit_episodes(kdlab.methods.maml.MAML(net, ...), sa
 goes through `kdlab.meta`; this module only arranges experiments and panels around them.
 """
 import math
+import time
 
 import numpy as np
 import torch
@@ -17,9 +18,12 @@ import torch.nn.functional as F
 
 from .. import meta
 from ..gradcheck import finite_differences, relative_error
-from ..models import MLP
+from ..data.episodes import EpisodeSampler
+from ..methods.maml import MAML
+from ..models import MLP, Conv4
 from ..profiling import saved_tensor_bytes, step_cost
 from ..stats import episodes_ci
+from ..train import fit_episodes
 from ..widgets import Panel, log_slider, slider
 
 # -- sinusoid regression (MAML section 5.1) -----------------------------------------------------------
@@ -150,6 +154,22 @@ def sinusoid_panel(maml_net, baseline_net, task, *, lr, max_steps=10):
 
 
 # -- few-shot classification ---------------------------------------------------------------------------
+def glyph_maml(glyphs, *, shots, seed, iterations, ways, hidden, queries, inner_steps, inner_lr, meta_lr, meta_batch,
+               device="cpu", callbacks=()):
+    """MAML (Algorithm 2: Eq. 1 inside, Eq. 2 outside, cross-entropy) on `ways`-way `shots`-shot episodes of
+    the glyphs' meta-training alphabets: a Conv-4 with `hidden` channels, seeded by `seed`, meta-trained for
+    `iterations` meta-batches of `meta_batch` tasks (`fit_episodes`, which calls `callbacks`). The same
+    arguments give the same network in any process. Returns (network, History, seconds)."""
+    torch.manual_seed(seed)
+    net = Conv4(in_channels=1, num_classes=ways, hidden=hidden).to(device)
+    sampler = EpisodeSampler(glyphs, "train", ways=ways, shots=shots, queries=queries, seed=seed)
+    started = time.perf_counter()
+    history = fit_episodes(MAML(net, inner_steps=inner_steps, inner_lr=inner_lr, meta_lr=meta_lr), sampler,
+                           iterations=iterations, meta_batch=meta_batch, log_every=max(1, iterations // 40),
+                           device=device, callbacks=list(callbacks))
+    return net, history, time.perf_counter() - started
+
+
 def test_accuracy(net, sampler, *, episodes, inner_steps, inner_lr, bn="transductive", device="cpu"):
     """Accuracy (%) over `episodes` test tasks with MAML's interval: mean +- 1.96 std / sqrt(n)."""
     sampler.reset()

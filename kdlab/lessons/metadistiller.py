@@ -12,11 +12,12 @@ hard label, is 1 - ALPHA). Methods by name:
     "KD"       a wide teacher trained first, then the plain backbone distilled from it (Table 3's pipeline)
 """
 import copy
+import functools
 import time
 
 import torch
 
-from .. import profiling
+from .. import parallel, profiling, stats
 from ..losses import entropy, soft_targets
 from ..methods.kd import KD
 from ..methods.metadistiller import MetaDistiller, generator_step, network_losses
@@ -72,9 +73,28 @@ def ablation_seed(data, seed, methods, **kwargs):
     """Every method in `methods` from the same seed: a flat dict "method/metric" -> number (`stats.over_seeds`)."""
     row = {}
     for method in methods:
-        result = run_method(data, method, seed, **kwargs)
-        row.update({f"{method}/{k}": float(v) for k, v in result.items() if isinstance(v, (int, float))})
+        row.update({f"{method}/{k}": v for k, v in _numbers_of_run(data, kwargs, (seed, method)).items()})
     return row
+
+
+def ablation(data, seeds, methods, *, workers=1, **kwargs):
+    """`ablation_seed` for every seed, collected as `stats.over_seeds` collects it ({"method/metric": [value per
+    seed]}), with every (seed, method) run in one of `workers` processes side by side (`kdlab.parallel`): each
+    run seeds itself, so it gives the numbers it gives in `ablation_seed`."""
+    seeds = list(seeds)
+    pairs = [(seed, method) for seed in seeds for method in methods]
+    numbers = parallel.map_in_workers(functools.partial(_numbers_of_run, data, kwargs), pairs, workers)
+    rows = {seed: {} for seed in seeds}
+    for (seed, method), result in zip(pairs, numbers):
+        rows[seed].update({f"{method}/{k}": v for k, v in result.items()})
+    return stats.over_seeds(rows.__getitem__, seeds, progress=False)
+
+
+def _numbers_of_run(data, kwargs, seed_and_method):
+    """The numbers of one `run_method` (what was trained stays where it ran)."""
+    seed, method = seed_and_method
+    result = run_method(data, method, seed, **kwargs)
+    return {k: float(v) for k, v in result.items() if isinstance(v, (int, float))}
 
 
 def column(results, method, metric):

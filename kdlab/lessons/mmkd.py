@@ -5,6 +5,7 @@ reads their names from here too.
 Every experiment is a pure function of its arguments and a seed, so a slider, a test and a sweep get the
 same numbers for the same settings. The method itself lives in `kdlab.methods.mmkd`.
 """
+import functools
 import time
 from types import SimpleNamespace
 
@@ -14,7 +15,7 @@ import torch.nn.functional as F
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
-from .. import config
+from .. import config, parallel
 from ..methods.mmkd import MMKD, teacher_weights
 from ..methods.mmkd_baselines import fixed_weights
 from ..models.meta_weight import teacher_outputs
@@ -54,32 +55,44 @@ def run_method(data, teachers, *, seed, hidden, recipe, architecture=None, metho
     return history.last["test_acc"], method, history
 
 
-def compare(data, teachers, variants, *, seeds, hidden, recipe, architecture=None, log=print):
+def compare(data, teachers, variants, *, seeds, hidden, recipe, architecture=None, log=print, workers=1,
+            keep_models=True):
     """Every variant on every seed, paired (same init and batch order within a seed). A variant is a dict
     of `run_method` overrides, "ce" (labels only), or ("teachers", {name: teacher}, overrides) for another
     teacher set. Returns ({name: [test accuracy per seed]}, {name: [seconds per run]},
-    {(name, seed): (method, history)})."""
+    {(name, seed): (method, history)}). `workers` > 1 runs the (seed, variant) pairs in that many processes
+    side by side (`kdlab.parallel`), each with the numbers it gets alone; `keep_models=False` leaves the
+    trained students where they ran (the third dict is then empty)."""
+    seeds = list(seeds)
+    pairs = [(seed, name) for seed in seeds for name in variants]
+    one_run = functools.partial(_compare_run, data, teachers, variants, hidden, recipe, architecture, keep_models)
     accs, seconds, models = {name: [] for name in variants}, {name: [] for name in variants}, {}
-    for seed in seeds:
-        row = []
-        for name, overrides in variants.items():
-            started = time.perf_counter()
-            if overrides == "ce":
-                acc = run_ce(data, seed=seed, hidden=hidden, architecture=architecture,
-                             **{name: value for name, value in recipe.items()
-                                if name in FIT_OPTIONS and name not in ("eval_every", "callbacks")})
-            else:
-                pool = teachers
-                if isinstance(overrides, tuple):
-                    _, pool, overrides = overrides
-                acc, method, history = run_method(data, pool, seed=seed, hidden=hidden, recipe=recipe,
-                                                  architecture=architecture, **overrides)
-                models[(name, seed)] = (method, history)
-            accs[name].append(acc)
-            seconds[name].append(time.perf_counter() - started)
-            row.append(f"{name} {acc:.1f}")
-        log(f"seed {seed}: " + ", ".join(row))
+    for (seed, name), (acc, run_seconds, model) in zip(pairs, parallel.imap_in_workers(one_run, pairs, workers)):
+        accs[name].append(acc)
+        seconds[name].append(run_seconds)
+        if model is not None:
+            models[(name, seed)] = model
+        if name == pairs[-1][1]:  # the seed's last variant
+            log(f"seed {seed}: " + ", ".join(f"{key} {accs[key][-1]:.1f}" for key in variants))
     return accs, seconds, models
+
+
+def _compare_run(data, teachers, variants, hidden, recipe, architecture, keep_models, seed_and_name):
+    """One variant on one seed: (test accuracy, seconds, (method, history) or None)."""
+    seed, name = seed_and_name
+    overrides, started, kept = variants[name], time.perf_counter(), None
+    if overrides == "ce":
+        acc = run_ce(data, seed=seed, hidden=hidden, architecture=architecture,
+                     **{key: value for key, value in recipe.items()
+                        if key in FIT_OPTIONS and key not in ("eval_every", "callbacks")})
+    else:
+        pool = teachers
+        if isinstance(overrides, tuple):
+            _, pool, overrides = overrides
+        acc, method, history = run_method(data, pool, seed=seed, hidden=hidden, recipe=recipe,
+                                          architecture=architecture, **overrides)
+        kept = (method, history) if keep_models else None
+    return acc, time.perf_counter() - started, kept
 
 
 # -- the paper's metric -----------------------------------------------------------------------------------

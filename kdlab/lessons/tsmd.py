@@ -3,6 +3,7 @@ the adaptation panel and the full profile. Meta-training is `fit_episodes(TSMD(t
 every inner loop goes through `kdlab.methods.tsmd`; the diagrams are in `kdlab.diagrams`.
 """
 import copy
+import functools
 import time
 
 import matplotlib.pyplot as plt
@@ -10,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import meta
+from .. import meta, parallel
 from ..data.episodes import EpisodeSampler
 from ..losses import kd_loss, soft_targets
 from ..losses_relational import rkd_loss
@@ -68,6 +69,18 @@ def table_seed(data, *, seed, shots, ways, queries, iterations, meta_batch, test
         for key in ("accuracies", "seconds", "histories"):
             out[key].pop("oracle", None)
     return out
+
+
+def table_runs(data, jobs, *, workers=1, **settings):
+    """`table_seed(data, **job, **settings)` for each job (a dict of the settings that differ between runs,
+    such as {"seed": 1, "shots": 5, "iterations": 120, "test_tasks": [...]}), computed by `workers` processes
+    side by side (`kdlab.parallel`; `make_models` a function of a module or a partial of one). Every run gives
+    what it gives alone; the results come in the jobs' order."""
+    return parallel.map_in_workers(functools.partial(_table_job, data, settings), jobs, workers)
+
+
+def _table_job(data, settings, job):
+    return table_seed(data, **job, **settings)
 
 
 def table_markdown(per_seed, shots_list, baseline="student", paper=None):

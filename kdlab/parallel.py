@@ -1,0 +1,171 @@
+"""Independent runs on every CPU core: seeds that cannot be stacked (`kdlab.train.fit_seeds`) run side by side.
+
+The kit trains its small models on one thread (`kdlab.env.default_threads`: several threads are no faster for
+them), so a notebook that trains seed after seed leaves the other cores idle. `map_in_workers(fn, items,
+workers)` sends each item to one of `workers` processes, each on one thread as well, and gives back
+`[fn(item) for item in items]` in the items' order. Every run seeds itself, so a seed gives the same numbers in
+a worker as in the notebook's own process, bit for bit on the CPU (`tests/unit/test_parallel.py`).
+
+    results = map_in_workers(functools.partial(lesson.run_seed, bench, methods=METHODS), seeds, run.workers)
+    job = start(functools.partial(lesson.glyph_maml, glyphs, shots=5, ...), run.workers)  # ... job.result()
+
+- `fn` must be picklable: a function of a module, or a `functools.partial` of one. A lambda or a function
+  defined in the notebook runs in the notebook's own process, one item after another, with a note saying why.
+- What `fn` prints in a worker is printed by the notebook when its result arrives, in the items' order.
+- `fn` (with the data it holds), each item and each result travel as plain pickles, copied: tensors are not moved to
+  shared memory, which would hold a file descriptor per tensor for as long as it lives (a few thousand test
+  episodes would exhaust a laptop's limit). The 77 MB of class-profile glyphs take about 0.1 s each way.
+- The workers are started with `spawn` (a fork of a kernel with threads and OpenMP can hang) and kept for the
+  next cell: the first use costs about 2 s (a fresh Python importing torch and the kit), later uses nothing.
+- An interrupted cell (Kernel > Interrupt) stops the workers; the next use starts new ones.
+- On a GPU, or with `workers=1`, everything runs in the notebook's process (`KDLAB_WORKERS` sets the number;
+  `kdlab.env.setup` puts it in `run.workers`).
+"""
+import atexit
+import contextlib
+import io
+import multiprocessing
+import os
+import pickle
+
+from .errors import ParameterError
+
+_pool = {"executor": None, "workers": 0}
+
+
+def usable_cores():
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def default_workers(device="cpu"):
+    """Worker processes for independent runs: `KDLAB_WORKERS` if set, else one per usable core (1 on a GPU)."""
+    value = os.environ.get("KDLAB_WORKERS", "").strip()
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise ParameterError("KDLAB_WORKERS", value, "a whole number of worker processes, 1 or more "
+                                 "(1: every run in the notebook's own process)")
+        return int(value)
+    return 1 if str(device).startswith("cuda") else usable_cores()
+
+
+def _start_worker(threads):
+    import signal
+
+    import torch
+
+    torch.set_num_threads(threads)
+    # Jupyter's interrupt signals the kernel's whole process group: the notebook's process stops the workers
+    # itself (`imap_in_workers`), so a worker ignores the signal instead of dying with a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _call_pickled(payload, arguments):
+    """fn(*arguments) for the pickled fn and arguments, with what it prints: the pickled (result, printed text)."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        result = pickle.loads(payload)(*pickle.loads(arguments))
+    return pickle.dumps((result, printed.getvalue()), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _executor(workers):
+    executor = _pool["executor"]
+    if executor is not None and _pool["workers"] == workers and not getattr(executor, "_broken", False):
+        return executor
+    shutdown()
+    import torch
+    from concurrent.futures import ProcessPoolExecutor
+
+    _pool["executor"] = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=_start_worker, initargs=(torch.get_num_threads(),))
+    _pool["workers"] = workers
+    return _pool["executor"]
+
+
+def shutdown(kill=False):
+    """Stop the worker processes (`kill`: at once, without waiting for their current run)."""
+    executor, _pool["executor"], _pool["workers"] = _pool["executor"], None, 0
+    if executor is None:
+        return
+    if kill:
+        for process in list((getattr(executor, "_processes", None) or {}).values()):
+            process.kill()
+    executor.shutdown(wait=not kill, cancel_futures=True)
+
+
+atexit.register(shutdown)
+
+
+def pickled_or_reason(fn):
+    """(the pickled fn, None), or (None, why it cannot be sent to a worker process, in words)."""
+    try:
+        return pickle.dumps(fn, protocol=pickle.HIGHEST_PROTOCOL), None
+    except Exception as error:  # pickle raises several types (PicklingError, AttributeError, TypeError)
+        return None, f"{getattr(fn, '__qualname__', type(fn).__name__)} cannot be sent to a worker process ({error})"
+
+
+def imap_in_workers(fn, items, workers=1):
+    """`fn(item)` for each item, yielded in the items' order, computed by `workers` processes."""
+    items = list(items)
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ParameterError("workers", workers, "a whole number of processes, 1 or more (e.g. run.workers)")
+    workers = min(workers, len(items))
+    payload, reason = pickled_or_reason(fn) if workers > 1 else (None, None)
+    if reason is not None:
+        print(f"{reason}: running the {len(items)} items one after another in this process "
+              "(a function of a module, or functools.partial of one, runs in parallel)")
+    if workers <= 1 or reason is not None:
+        for item in items:
+            yield fn(item)
+        return
+    futures = [_submit(payload, (item,), workers) for item in items]
+    for future in futures:
+        yield _result(future)
+
+
+def _submit(payload, arguments, workers):
+    return _executor(workers).submit(_call_pickled, payload, pickle.dumps(arguments, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _result(future):
+    """The result of a submitted call, after printing what it printed."""
+    try:
+        result, printed = pickle.loads(future.result())
+    except BaseException:
+        shutdown(kill=True)  # an interrupted cell or a failed run: no worker keeps computing for nobody
+        raise
+    if printed:
+        print(printed, end="", flush=True)
+    return result
+
+
+class Job:
+    """A run started by `start`: `result()` waits for it (or, without a worker, computes it then)."""
+
+    def __init__(self, fn, future):
+        self._fn, self._future, self._done = fn, future, False
+
+    def result(self):
+        if not self._done:
+            self._value = self._fn() if self._future is None else _result(self._future)
+            self._done = True
+        return self._value
+
+
+def start(fn, workers=1):
+    """Start `fn()` in a worker process and go on; `.result()` of the returned Job gives its value. With
+    `workers=1` (or a GPU, or an `fn` that cannot be pickled) `fn()` runs when `.result()` is first called,
+    in this process, so a notebook computes exactly what it computed in that place before."""
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ParameterError("workers", workers, "a whole number of processes, 1 or more (e.g. run.workers)")
+    payload, reason = pickled_or_reason(fn) if workers > 1 else (None, None)
+    if reason is not None:
+        print(f"{reason}: it will run in this process when its result is needed")
+    if workers <= 1 or reason is not None:
+        return Job(fn, None)
+    return Job(fn, _submit(payload, (), workers))
+
+
+def map_in_workers(fn, items, workers=1):
+    """[fn(item) for item in items], computed by `workers` processes (see the module's docstring)."""
+    return list(imap_in_workers(fn, items, workers))

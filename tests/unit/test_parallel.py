@@ -1,0 +1,84 @@
+"""Independent runs in worker processes (`kdlab.parallel`): the same results as in the notebook's process,
+in the items' order, with what they print, and clear failures."""
+import functools
+import os
+
+import pytest
+import torch
+
+from kdlab import parallel, stats
+from kdlab.errors import ParameterError
+
+from .parallel_runs import accuracy_of_seed, distil_cnn, fail_on_two, square_after_pause
+
+
+def test_a_run_in_a_worker_equals_the_run_in_this_process_bit_for_bit():
+    in_workers = parallel.map_in_workers(distil_cnn, [3, 4], workers=2)
+    here = [distil_cnn(3), distil_cnn(4)]
+    assert {run["pid"] for run in in_workers}.isdisjoint({os.getpid()})  # they did run elsewhere
+    for theirs, ours in zip(in_workers, here):
+        assert theirs["acc"] == ours["acc"]
+        assert theirs["weights"].keys() == ours["weights"].keys()
+        for name, tensor in ours["weights"].items():
+            assert torch.equal(theirs["weights"][name], tensor), name
+
+
+def test_results_and_printed_lines_come_in_the_items_order(capsys):
+    assert parallel.map_in_workers(square_after_pause, [0, 1, 2, 3], workers=2) == [0, 1, 4, 9]
+    assert capsys.readouterr().out == "item 0\nitem 1\nitem 2\nitem 3\n"
+
+
+def test_over_seeds_in_workers_equals_over_seeds_in_this_process():
+    together = stats.over_seeds(accuracy_of_seed, [0, 1], progress=False, workers=2)
+    assert together == stats.over_seeds(accuracy_of_seed, [0, 1], progress=False)
+
+
+def test_a_function_that_cannot_be_pickled_runs_here_with_a_note(capsys):
+    assert parallel.map_in_workers(lambda x: (x, os.getpid()), [1, 2], workers=2) == [(1, os.getpid()),
+                                                                                    (2, os.getpid())]
+    assert "cannot be sent to a worker process" in capsys.readouterr().out
+    assert parallel.map_in_workers(functools.partial(divmod, 7), [2, 3], workers=2) == [(3, 1), (2, 1)]
+
+
+def test_a_failing_run_raises_its_error_and_the_next_call_starts_new_workers():
+    with pytest.raises(ValueError, match="item 2 failed on purpose"):
+        parallel.map_in_workers(fail_on_two, [0, 1, 2, 3], workers=2)
+    assert parallel._pool["executor"] is None
+    assert parallel.map_in_workers(fail_on_two, [0, 1], workers=2) == [0, 1]
+
+
+def test_worker_counts(monkeypatch):
+    with pytest.raises(ParameterError, match="workers"):
+        parallel.map_in_workers(abs, [1], workers=0)
+    monkeypatch.setenv("KDLAB_WORKERS", "two")
+    with pytest.raises(ParameterError, match="KDLAB_WORKERS"):
+        parallel.default_workers()
+    monkeypatch.setenv("KDLAB_WORKERS", "3")
+    assert parallel.default_workers("cuda") == 3
+    monkeypatch.delenv("KDLAB_WORKERS")
+    assert parallel.default_workers("cuda") == 1
+    assert parallel.default_workers("cpu") == parallel.usable_cores()
+
+
+def test_the_two_seeds_differ_so_that_equality_means_something():
+    first, second = distil_cnn(3)["weights"], distil_cnn(4)["weights"]
+    assert any(not torch.equal(first[name], second[name]) for name in first if first[name].is_floating_point())
+
+
+def test_a_started_job_runs_in_a_worker_while_this_process_goes_on():
+    job = parallel.start(functools.partial(distil_cnn, 5), workers=2)
+    here = distil_cnn(5)  # computed meanwhile, in this process
+    there = job.result()
+    assert there["pid"] != os.getpid() and job.result() is there
+    assert all(torch.equal(there["weights"][name], tensor) for name, tensor in here["weights"].items())
+    assert there["acc"] == here["acc"]
+
+
+def test_a_job_without_a_worker_runs_when_its_result_is_first_needed(capsys):
+    calls = []
+    job = parallel.start(lambda: calls.append(1) or 7, workers=1)
+    assert calls == []
+    assert job.result() == 7 and job.result() == 7 and calls == [1]
+    job = parallel.start(lambda: calls.append(2) or 8, workers=2)  # a lambda cannot go to a worker
+    assert "cannot be sent to a worker process" in capsys.readouterr().out
+    assert calls == [1] and job.result() == 8 and calls == [1, 2]
