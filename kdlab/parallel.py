@@ -23,6 +23,7 @@ a worker as in the notebook's own process, bit for bit on the CPU (`tests/unit/t
 """
 import atexit
 import contextlib
+import importlib
 import io
 import multiprocessing
 import os
@@ -94,6 +95,18 @@ def shutdown(kill=False):
 
 
 atexit.register(shutdown)
+
+
+def warm_up(workers, module="kdlab"):
+    """Start the `workers` processes now, each importing `module`, while this process goes on: the first run
+    sent to them (a slider's) then does not wait for a fresh Python to import torch. Nothing with one worker."""
+    if workers > 1:
+        for _ in range(workers):
+            _executor(workers).submit(_import, module)
+
+
+def _import(module):
+    importlib.import_module(module)
 
 
 def pickled_or_reason(fn):

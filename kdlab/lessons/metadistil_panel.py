@@ -1,13 +1,14 @@
 """Notebook 03 (MetaDistil): the teaching panel (ALPHA, TEMPERATURE and TEACHER_LR sliders) and what it shows
 of the teacher: how far the meta-gradients of Eq. 3 move it, against weight decay alone, and how its soft
 targets and the student follow; plus the teacher-lr table and its description in sentences."""
+import functools
 import math
 import time
 
 import torch
 from matplotlib.ticker import MaxNLocator
 
-from .. import config
+from .. import config, parallel
 from ..data.quiz import split_quiz
 from ..methods import metadistil as md
 from ..train import accuracy
@@ -76,12 +77,22 @@ def relative_distance(a, b):
     return float((a - b).norm() / b.norm())
 
 
+def _kd_part(train_data, teacher, common):
+    """The panel's KD (90 %) run with the student's per-epoch snapshots: (student, history, snapshots)."""
+    snapshots = StudentSnapshots()
+    student, history = kd_run(train_data, teacher, callbacks=[snapshots], **common)
+    return student, history, snapshots
+
+
 def teaching_panel(data, teacher, *, hidden, recipe, seed, quiz_fraction, quiz_batch, alpha=0.9, temperature=4.0,
-                   teacher_lr=1e-4):
+                   teacher_lr=1e-4, workers=1):
     """ALPHA, TEMPERATURE and TEACHER_LR (log) sliders: a short MetaDistil run against KD (90 %) from the same
     initial weights and batch order. Four views, per epoch: the students' test accuracy; how far the teacher
     moved, split into its meta-gradients' part and weight decay's part (`TeacherWatch`); how much its soft
-    targets on the training digits changed; how far the MetaDistil student is from the KD student."""
+    targets on the training digits changed; how far the MetaDistil student is from the KD student.
+    `workers` > 1: the KD run trains in a worker process while the MetaDistil run trains here (`kdlab.parallel`,
+    started when the panel is made), the same numbers in less time."""
+    parallel.warm_up(workers, __name__)
     split = split_quiz(data, quiz_fraction, seed, quiz_batch_size=quiz_batch)
     teacher_acc = accuracy(teacher, data.x_test, data.y_test)
 
@@ -89,12 +100,13 @@ def teaching_panel(data, teacher, *, hidden, recipe, seed, quiz_fraction, quiz_b
         config.validate(ALPHA=ALPHA, TEMPERATURE=TEMPERATURE, TEACHER_LR=TEACHER_LR)
         start = time.perf_counter()
         common = dict(seed=seed, hidden=hidden, recipe=recipe, alpha=ALPHA, temperature=TEMPERATURE)
-        kd_snapshots, meta_snapshots = StudentSnapshots(), StudentSnapshots()
+        kd_job = parallel.start(functools.partial(_kd_part, split.train, teacher, common), workers)
+        meta_snapshots = StudentSnapshots()
         watch = TeacherWatch(teacher, split.train.x_train, TEMPERATURE)
-        kd_student, kd = kd_run(split.train, teacher, callbacks=[kd_snapshots], **common)
         snapshot_meta_student = lambda history, method: meta_snapshots(history, method.model)  # noqa: E731
         meta_student, _, meta = meta_run(data, teacher, teacher_lr=TEACHER_LR, quiz_fraction=quiz_fraction,
                                          quiz_batch=quiz_batch, callbacks=[watch, snapshot_meta_student], **common)
+        kd_student, kd, kd_snapshots = kd_job.result()
         first, second = md.toward_share(meta)
         with torch.no_grad():
             differ = (kd_student.eval()(data.x_test).argmax(1) != meta_student.eval()(data.x_test).argmax(1))

@@ -482,6 +482,23 @@ def test_every_slider_of_the_teaching_panel_changes_its_plot_visibly():
     assert d["student_distance"] == [0.0, 0.0], "without the KD term both students are the same CE student"
 
 
+def test_the_teaching_panel_with_a_worker_process_shows_the_same_numbers():
+    from kdlab.lessons.metadistil import teaching_panel
+
+    data = load("digits", train_size=100, seed=0)
+    torch.manual_seed(0)
+    teacher = MLP(64, hidden=(32,), num_classes=10)
+    fit(teacher, data, epochs=5, lr=0.05, batch_size=32, seed=0, progress=False)
+    options = dict(hidden=(8,), recipe=dict(epochs=2, lr=0.05, batch_size=32), seed=0, quiz_fraction=0.1,
+                   quiz_batch=10)
+    here, with_worker = (teaching_panel(data, teacher, workers=n, **options) for n in (1, 2))
+    ours, theirs = here.set(ALPHA=0.5, TEACHER_LR=1e-2), with_worker.set(ALPHA=0.5, TEACHER_LR=1e-2)
+    assert ours.keys() == theirs.keys()
+    assert {key: value for key, value in ours.items() if key != "seconds"} == \
+        {key: value for key, value in theirs.items() if key != "seconds"}
+    assert ours["kd_acc"] != ours["meta_acc"] or ours["student_distance"][-1] > 0  # two different runs compared
+
+
 # ----------------------------------------------------------------------------------------- parameter edges (lesson)
 def test_dynamics_plot_says_so_when_the_meta_gradient_is_exactly_zero():
     import matplotlib
