@@ -18,8 +18,8 @@ a worker as in the notebook's own process, bit for bit on the CPU (`tests/unit/t
 - The workers are started with `spawn` (a fork of a kernel with threads and OpenMP can hang) and kept for the
   next cell: the first use costs about 2 s (a fresh Python importing torch and the kit), later uses nothing.
 - An interrupted cell (Kernel > Interrupt) stops the workers; the next use starts new ones.
-- On a GPU, or with `workers=1`, everything runs in the notebook's process (`KDLAB_WORKERS` sets the number;
-  `kdlab.env.setup` puts it in `run.workers`).
+- On a GPU, or with `workers=1`, everything runs in the notebook's process. The default is one worker per usable
+  core, at most 4 (`KDLAB_WORKERS` sets the number; `kdlab.env.setup` puts it in `run.workers`).
 """
 import atexit
 import contextlib
@@ -39,15 +39,21 @@ def usable_cores():
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+# Each worker holds its own Python with torch (about 320 MB of private memory with the kit imported), so the
+# default stops at 4 even on a laptop with more cores; KDLAB_WORKERS asks for more.
+MAX_DEFAULT_WORKERS = 4
+
+
 def default_workers(device="cpu"):
-    """Worker processes for independent runs: `KDLAB_WORKERS` if set, else one per usable core (1 on a GPU)."""
+    """Worker processes for independent runs: `KDLAB_WORKERS` if set, else one per usable core up to
+    MAX_DEFAULT_WORKERS (1 on a GPU or another accelerator)."""
     value = os.environ.get("KDLAB_WORKERS", "").strip()
     if value:
         if not value.isdigit() or int(value) < 1:
             raise ParameterError("KDLAB_WORKERS", value, "a whole number of worker processes, 1 or more "
                                  "(1: every run in the notebook's own process)")
         return int(value)
-    return 1 if str(device).startswith("cuda") else usable_cores()
+    return min(usable_cores(), MAX_DEFAULT_WORKERS) if str(device).startswith("cpu") else 1
 
 
 def _start_worker(threads):

@@ -56,8 +56,10 @@ def test_worker_counts(monkeypatch):
     monkeypatch.setenv("KDLAB_WORKERS", "3")
     assert parallel.default_workers("cuda") == 3
     monkeypatch.delenv("KDLAB_WORKERS")
-    assert parallel.default_workers("cuda") == 1
-    assert parallel.default_workers("cpu") == parallel.usable_cores()
+    assert parallel.default_workers("cuda") == 1 and parallel.default_workers("mps") == 1
+    assert parallel.default_workers("cpu") == min(parallel.usable_cores(), parallel.MAX_DEFAULT_WORKERS)
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 16)
+    assert parallel.default_workers("cpu") == parallel.MAX_DEFAULT_WORKERS == 4
 
 
 def test_the_two_seeds_differ_so_that_equality_means_something():
