@@ -11,7 +11,8 @@ a worker as in the notebook's own process, bit for bit on the CPU (`tests/unit/t
 
 - `fn` must be picklable: a function of a module, or a `functools.partial` of one. A lambda or a function
   defined in the notebook runs in the notebook's own process, one item after another, with a note saying why.
-- What `fn` prints in a worker is printed by the notebook when its result arrives, in the items' order.
+- What `fn` prints or warns in a worker is printed or warned by the notebook when its result arrives, in the
+  items' order.
 - `fn` (with the data it holds), each item and each result travel as plain pickles, copied: tensors are not moved to
   shared memory, which would hold a file descriptor per tensor for as long as it lives (a few thousand test
   episodes would exhaust a laptop's limit). The 77 MB of class-profile glyphs take about 0.1 s each way.
@@ -28,6 +29,7 @@ import io
 import multiprocessing
 import os
 import pickle
+import warnings
 
 from .errors import ParameterError
 
@@ -68,11 +70,13 @@ def _start_worker(threads):
 
 
 def _call_pickled(payload, arguments):
-    """fn(*arguments) for the pickled fn and arguments, with what it prints: the pickled (result, printed text)."""
+    """fn(*arguments) for the pickled fn and arguments, with what it prints and warns: the pickled (result,
+    printed text, [(warning text, category)])."""
     printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
+    with contextlib.redirect_stdout(printed), warnings.catch_warnings(record=True) as caught:
         result = pickle.loads(payload)(*pickle.loads(arguments))
-    return pickle.dumps((result, printed.getvalue()), protocol=pickle.HIGHEST_PROTOCOL)
+    warned = [(str(w.message), w.category) for w in caught]
+    return pickle.dumps((result, printed.getvalue(), warned), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _executor(workers):
@@ -149,12 +153,17 @@ def _submit(payload, arguments, workers):
 def _result(future):
     """The result of a submitted call, after printing what it printed."""
     try:
-        result, printed = pickle.loads(future.result())
+        result, printed, warned = pickle.loads(future.result())
     except BaseException:
         shutdown(kill=True)  # an interrupted cell or a failed run: no worker keeps computing for nobody
         raise
     if printed:
         print(printed, end="", flush=True)
+    if warned:
+        from .meta.functional import _first_level_outside_kdlab
+
+        for message, category in warned:  # shown at the notebook's line, as a warning in this process would be
+            warnings.warn(message, category, stacklevel=_first_level_outside_kdlab())
     return result
 
 

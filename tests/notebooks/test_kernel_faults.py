@@ -112,3 +112,45 @@ def test_run_all_twice_in_one_kernel_gives_the_same_numbers(kernel, name):
     second = run(client, snapshot)
     assert "RESULTS [(" in first, "the notebook recorded nothing"
     assert second == first
+
+
+def worker_processes(kernel_pid):
+    """The kernel's spawned worker processes (not multiprocessing's resource tracker)."""
+    from pathlib import Path
+
+    from kdlab.runner import _descendants
+
+    found = set()
+    for pid, _ in _descendants(kernel_pid):
+        try:
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.add(pid)
+        except OSError:
+            continue
+    return found
+
+
+def test_the_stop_button_during_runs_in_worker_processes_stops_them_and_the_next_call_works(kernel):
+    """Jupyter's interrupt signals the kernel's process group: the workers ignore it, the kernel kills them and
+    raises KeyboardInterrupt at once (not after the runs), and the next call starts new workers."""
+    manager, client = kernel
+    run(client, "import time\nfrom kdlab import parallel")
+    msg_id = client.execute("print('sent', flush=True)\nparallel.map_in_workers(time.sleep, [120, 120, 120], workers=2)")
+    wait_for_text(client, msg_id, "sent")
+    kernel_pid = manager.provisioner.process.pid
+    deadline = time.monotonic() + 60
+    while len(worker_processes(kernel_pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)  # the workers are in time.sleep(120) now
+    workers = worker_processes(kernel_pid)
+    assert len(workers) == 2, workers
+    interrupted = time.monotonic()
+    manager.interrupt_kernel()
+    reply = client.get_shell_msg(timeout=60)
+    assert reply["parent_header"]["msg_id"] == msg_id
+    assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
+    assert time.monotonic() - interrupted < 30, "the cell waited for the runs"
+    time.sleep(1)
+    assert not workers & worker_processes(kernel_pid), "a worker outlived the interrupt"
+    out = run(client, "print(parallel.map_in_workers(abs, [-1, -2, -3], workers=2))")
+    assert "[1, 2, 3]" in out

@@ -9,7 +9,7 @@ import torch
 from kdlab import parallel, stats
 from kdlab.errors import ParameterError
 
-from .parallel_runs import accuracy_of_seed, distil_cnn, fail_on_two, square_after_pause
+from .parallel_runs import accuracy_of_seed, distil_cnn, fail_on_two, square_after_pause, warn_and_return
 
 
 def test_a_run_in_a_worker_equals_the_run_in_this_process_bit_for_bit():
@@ -26,6 +26,13 @@ def test_a_run_in_a_worker_equals_the_run_in_this_process_bit_for_bit():
 def test_results_and_printed_lines_come_in_the_items_order(capsys):
     assert parallel.map_in_workers(square_after_pause, [0, 1, 2, 3], workers=2) == [0, 1, 4, 9]
     assert capsys.readouterr().out == "item 0\nitem 1\nitem 2\nitem 3\n"
+
+
+def test_warnings_in_a_worker_are_warned_here():
+    with pytest.warns(RuntimeWarning) as caught:
+        assert parallel.map_in_workers(warn_and_return, [1, 2], workers=2) == [1, 2]
+    assert [str(w.message) for w in caught] == ["item 1 warns", "item 2 warns"]
+    assert all(w.filename == __file__ for w in caught)  # at the caller's line, not inside the kit
 
 
 def test_over_seeds_in_workers_equals_over_seeds_in_this_process():

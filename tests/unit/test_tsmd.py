@@ -380,3 +380,28 @@ def test_a_variant_without_its_model_is_refused():
     with pytest.raises(ParameterError, match=r"^teacher=None is not allowed: teacher must be a model for variant "
                                              r"'ours'"):
         TSMD(None, conv4(4, 1), variant="ours")
+
+
+# ----------------------------------------------------------------------------------- the lesson's KD grid
+
+def test_the_kd_grid_in_worker_processes_equals_the_grid_computed_here():
+    from kdlab.data import load
+    from kdlab.data.episodes import EpisodeSampler
+    from kdlab.lessons.tsmd import glyph_pair, kd_sweep
+
+    glyphs = load("glyphs", image_size=16, max_classes_per_split=60, samples_per_class=10)
+    teacher, student = glyph_pair(0, ways=5, teacher_hidden=8, student_hidden=4)
+    val_sampler = EpisodeSampler(glyphs, "val", ways=5, shots=1, queries=3, seed=3)
+    options = dict(kd_weights=[0.0, 1.0], temperatures=[1.0, 4.0], shots=1, ways=5, queries=3, iterations=3,
+                   meta_batch=2, val_tasks=[tuple(val_sampler.episode(i)) for i in range(6)], seed=0, inner_steps=1,
+                   inner_lr=0.4, teacher_inner_steps=1, meta_lr=1e-2)
+    here = kd_sweep(glyphs, teacher, student, **options)
+    there = kd_sweep(glyphs, teacher, student, workers=2, **options)
+
+    def without_seconds(rows):
+        return [{key: value for key, value in row.items() if key != "seconds"} for row in rows]
+
+    assert without_seconds(there) == without_seconds(here)
+    assert [(r["kd_weight"], r["temperature"]) for r in here] == [(0.0, 1.0), (0.0, 4.0), (1.0, 1.0), (1.0, 4.0)]
+    assert here[0]["accuracy"] == here[1]["accuracy"]  # KD weight 0 is one run (plain MAML), whatever T is
+    assert not any(row["reused"] for row in here)
