@@ -119,6 +119,11 @@ def _import(module):
     importlib.import_module(module)
 
 
+def _check_workers(workers):
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ParameterError("workers", workers, "a whole number of processes, 1 or more (e.g. run.workers)")
+
+
 def pickled_or_reason(fn):
     """(the pickled fn, None), or (None, why it cannot be sent to a worker process, in words)."""
     try:
@@ -130,8 +135,7 @@ def pickled_or_reason(fn):
 def imap_in_workers(fn, items, workers=1):
     """`fn(item)` for each item, yielded in the items' order, computed by `workers` processes."""
     items = list(items)
-    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-        raise ParameterError("workers", workers, "a whole number of processes, 1 or more (e.g. run.workers)")
+    _check_workers(workers)
     workers = min(workers, len(items))
     payload, reason = pickled_or_reason(fn) if workers > 1 else (None, None)
     if reason is not None:
@@ -184,8 +188,7 @@ def start(fn, workers=1):
     """Start `fn()` in a worker process and go on; `.result()` of the returned Job gives its value. With
     `workers=1` (or a GPU, or an `fn` that cannot be pickled) `fn()` runs when `.result()` is first called,
     in this process, so a notebook computes exactly what it computed in that place before."""
-    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-        raise ParameterError("workers", workers, "a whole number of processes, 1 or more (e.g. run.workers)")
+    _check_workers(workers)
     payload, reason = pickled_or_reason(fn) if workers > 1 else (None, None)
     if reason is not None:
         print(f"{reason}: it will run in this process when its result is needed")

@@ -1,19 +1,17 @@
 """Notebook 07 (hybrid feature distillation with a MAML adaptation phase): teacher cache, the four-arm
-multi-seed comparison, early-convergence measures, the feature-matching picture and the panel.
+multi-seed comparison (its runs in `feature_meta_runs`), early-convergence measures, the feature-matching picture and the panel.
 
 Every training run is `kdlab.train.fit(FeatureMeta(student, teacher, **settings), data, **recipe)`; this
 module only arranges experiments and pictures around it. The paper's torchvision pair (ResNet-101 ->
 MobileNetV2 at 84x84) lives in `kdlab.models.torchvision_features`.
 """
-import functools
 import math
 import time
 
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 
-from .. import cache, parallel, paths
+from .. import cache, paths
 from ..alpha_schedule import SCHEDULES
 from ..errors import ParameterError
 from ..methods import feature_meta as fm
@@ -22,6 +20,7 @@ from ..models.adapter import spatial_plan
 from ..train import fit
 from ..viz import seed_band
 from ..widgets import Panel, choice, slider
+from .feature_meta_runs import CURVES, compare, train  # noqa: F401 (the notebook reads lesson.compare)
 
 ARMS = ("baseline", "FD", "FD + adaptation", "FD + adaptation + dynamic alpha")
 COLORS = {"baseline": "0.35", "FD": "C0", "FD + adaptation": "C1", "FD + adaptation + dynamic alpha": "C3"}
@@ -70,47 +69,6 @@ def arm_settings(alpha, alpha_schedule, alpha_end):
         "FD + adaptation + dynamic alpha": dict(alpha=alpha, alpha_schedule=alpha_schedule, alpha_end=alpha_end,
                                                 adaptation=True),
     }
-
-
-def train(student, teacher, data, *, seed, recipe, settings):
-    """`fit(FeatureMeta(student, teacher, **settings), data, seed=seed, **recipe)` without a progress bar;
-    returns (method, history)."""
-    method = fm.FeatureMeta(student, teacher, **settings)
-    return method, fit(method, data, seed=seed, progress=False, **recipe)
-
-
-# -- the multi-seed comparison ----------------------------------------------------------------------------
-CURVES = ("loss", "ce", "train_acc", "test_acc", "passes", "alpha")
-
-
-def compare(data, teacher, seeds, *, arms, recipe, settings, make_student, log=print, workers=1):
-    """Train every arm for every seed (same initial weights and batch order within a seed);
-    `make_student(seed)` returns a fresh student on the data's device; `recipe` goes to `fit`, `settings`
-    to `FeatureMeta`, and an arm's own settings override `settings`. `workers` > 1 trains the seeds in that many
-    processes side by side (`kdlab.parallel`; `make_student` a function of a module or a partial of one), each
-    seed with the numbers it gets alone.
-
-    Returns {arm: {curve: array (seeds, epochs), "seconds": array (seeds,)}} for the CURVES keys."""
-    seeds = list(seeds)
-    one_seed = functools.partial(_compare_seed, data, teacher, arms, recipe, settings, make_student, log, len(seeds))
-    per_seed = parallel.map_in_workers(one_seed, list(enumerate(seeds, start=1)), workers)
-    return {arm: {key: np.asarray([seed_result[arm][key] for seed_result in per_seed], dtype=float)
-                  for key in (*CURVES, "seconds")} for arm in arms}
-
-
-def _compare_seed(data, teacher, arms, recipe, settings, make_student, log, count, numbered_seed):
-    """Every arm for one seed: {arm: {curve: values per epoch, "seconds": the run's wall time}}."""
-    index, seed = numbered_seed
-    started, shown, out = time.perf_counter(), [], {}
-    for arm, arm_settings_ in arms.items():
-        arm_start = time.perf_counter()
-        _, history = train(make_student(seed), teacher, data, seed=seed, recipe=recipe,
-                           settings={**settings, **arm_settings_})
-        out[arm] = {key: history.series(key) for key in CURVES}
-        out[arm]["seconds"] = time.perf_counter() - arm_start
-        shown.append(f"{arm} {history.last['test_acc']:.1f}")
-    log(f"seed {seed} ({index}/{count}): " + ", ".join(shown) + f"  [{time.perf_counter() - started:.1f} s]")
-    return out
 
 
 def first_epoch_reaching(test_acc, threshold):

@@ -1,12 +1,11 @@
-"""Notebook 06 (TSMD): the Table 1 experiment on few-shot glyphs, the loss-scaling measurements, the KD grid,
-the adaptation panel and the full profile. Meta-training is `fit_episodes(TSMD(teacher, student, ...))`;
+"""Notebook 06 (TSMD): the Table 1 experiment on few-shot glyphs, the loss-scaling measurements, the KD grid
+(in `tsmd_sweep`), the adaptation panel and the full profile. Meta-training is `fit_episodes(TSMD(teacher, student, ...))`;
 every inner loop goes through `kdlab.methods.tsmd`; the diagrams are in `kdlab.diagrams`.
 """
 import copy
 import functools
 import time
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -20,10 +19,10 @@ from ..methods.tsmd import TSMD
 from ..methods.episodic import accuracy
 from ..models.conv4 import conv4_pair as glyph_pair  # noqa: F401 (the notebook's model pair)
 from ..stats import episodes_ci, mean_ci, paired_difference
-from ..train import fit_episodes
 from ..train.pretrain import pretrain_teacher  # noqa: F401 (the notebook's teacher initialisation)
 from ..widgets import Panel, log_slider, slider
 from .tsmd_rows import train_and_score
+from .tsmd_sweep import kd_sweep, plot_sweep  # noqa: F401 (the notebook reads lesson.kd_sweep)
 
 ROWS = ("student", "fixed_teacher", "ours", "oracle")
 ROW_NAMES = {"student": "Student (MAML, small)", "fixed_teacher": "Fixed teacher (RKD)",
@@ -150,73 +149,6 @@ def rkd_gradient_scale(teacher, student, tasks, *, bn="transductive"):
     s = tsmd.settings("fixed_teacher", bn=bn)
     return _medians([split_gradient(student, x_s, y_s, lambda _, e, g=tsmd.teacher_guide(teacher, None, x_s, s):
                                     rkd_loss(e, g), bn) for x_s, y_s, *_ in tasks])
-
-
-def kd_sweep(data, teacher, student0, *, kd_weights, temperatures, shots, ways, queries, iterations, meta_batch,
-             val_tasks, seed, inner_steps, inner_lr, teacher_inner_steps, meta_lr, device="cpu", trained=None,
-             workers=1):
-    """Meta-train "ours" for every (KD_WEIGHT, TEMPERATURE) of the grid from the same initialisation and
-    episodes; score each on the meta-VALIDATION episodes (the grid never sees the test classes). KD weight 0
-    is plain MAML on the student (exactly: the unit tests), run once as the "student" variant. `trained` maps
-    (w, T) (or (0.0, None)) to a (teacher, student) pair already meta-trained with this budget (the Table 1
-    rows). `workers` > 1 meta-trains the other cells in that many processes side by side (`kdlab.parallel`),
-    each with the numbers it gets alone. Returns a list of {"kd_weight", "temperature", "effective" (= w T^2),
-    "accuracy", "ci", "seconds"}."""
-    trained = dict(trained or {})
-    keys = list(dict.fromkeys(_sweep_key(w, t) for w in kd_weights for t in temperatures))
-    # a key with T None (KD weight 0) runs with the grid's first temperature, which the student variant ignores
-    cell = functools.partial(_sweep_cell, data, teacher, student0, trained, dict(
-        shots=shots, ways=ways, queries=queries, iterations=iterations, meta_batch=meta_batch, val_tasks=val_tasks,
-        seed=seed, inner_steps=inner_steps, inner_lr=inner_lr, teacher_inner_steps=teacher_inner_steps,
-        meta_lr=meta_lr, device=device, any_temperature=float(temperatures[0])))
-    fresh = [key for key in keys if key not in trained]
-    scored = dict(zip(fresh, parallel.map_in_workers(cell, fresh, workers)))
-    scored.update({key: cell(key) for key in keys if key in trained})
-    rows = []
-    for w in kd_weights:
-        for t in temperatures:
-            ci, seconds, reused = scored[_sweep_key(w, t)]
-            rows.append({"kd_weight": float(w), "temperature": float(t), "effective": float(w * t * t),
-                         "accuracy": ci.mean, "ci": ci.half_width, "seconds": seconds, "reused": reused})
-    return rows
-
-
-def _sweep_key(w, t):
-    """The grid cell's key: KD weight 0 is one cell (plain MAML on the student) whatever T is."""
-    return (0.0, None) if w == 0 else (float(w), float(t))
-
-
-def _sweep_cell(data, teacher, student0, trained, o, key):
-    """One cell of the KD grid, meta-trained unless `trained` has it, scored on the validation tasks:
-    (interval, seconds, reused)."""
-    w, t = key[0], o["any_temperature"] if key[1] is None else key[1]
-    variant = "student" if key == (0.0, None) else "ours"
-    started = time.perf_counter()
-    tch, stu = trained.get(key) or (None if w == 0 else copy.deepcopy(teacher), copy.deepcopy(student0))
-    if key not in trained:
-        sampler = EpisodeSampler(data, "train", ways=o["ways"], shots=o["shots"], queries=o["queries"], seed=o["seed"])
-        fit_episodes(TSMD(tch, stu, variant=variant, inner_steps=o["inner_steps"], inner_lr=o["inner_lr"],
-                          teacher_inner_steps=o["teacher_inner_steps"], kd_weight=w, temperature=t,
-                          meta_lr=o["meta_lr"]), sampler, iterations=o["iterations"], meta_batch=o["meta_batch"],
-                     log_every=o["iterations"], device=o["device"])
-    result = tsmd.evaluate(tch, stu, o["val_tasks"], variant=variant, inner_steps=o["inner_steps"],
-                           inner_lr=o["inner_lr"], teacher_inner_steps=o["teacher_inner_steps"], kd_weight=w,
-                           temperature=t)
-    return episodes_ci((100 * result["accuracies"]).tolist()), time.perf_counter() - started, key in trained
-
-
-def plot_sweep(rows, baseline=None, ax=None):
-    """Validation accuracy against KD_WEIGHT, one line per TEMPERATURE; `baseline` = plain MAML."""
-    ax = ax or plt.subplots(figsize=(5, 3))[1]
-    for i, t in enumerate(sorted({r["temperature"] for r in rows})):
-        points = sorted((r for r in rows if r["temperature"] == t), key=lambda r: r["kd_weight"])
-        ax.errorbar([max(r["kd_weight"], 1e-3) for r in points], [r["accuracy"] for r in points],
-                    yerr=[r["ci"] for r in points], marker="o", capsize=3, label=f"T = {t:g}", color=f"C{i}")
-    if baseline is not None:
-        ax.axhline(baseline, color="0.4", ls="--", lw=1, label="plain MAML (KD weight 0)")
-    ax.set(xscale="log", xlabel="KD weight w (log scale; 0 drawn at 1e-3)", ylabel="meta-val accuracy (%)")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    return ax
 
 
 def adaptation_view(teacher, student, tasks, *, inner_steps, inner_lr, kd_weight, temperature,

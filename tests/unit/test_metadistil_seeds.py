@@ -5,11 +5,10 @@ import pytest
 import torch
 
 from kdlab import stats
-from kdlab.data import load
 from kdlab.lessons import metadistil as lesson
 from kdlab.lessons import metadistil_seeds
-from kdlab.models import MLP
-from kdlab.train import fit
+
+from .seed_fixtures import digits_with_teacher
 
 SEEDS = [0, 2, 5]
 KNOBS = dict(hidden=(8,), recipe=dict(epochs=3, lr=0.05, batch_size=64, eval_every=3), alpha=0.9, temperature=4.0,
@@ -18,11 +17,7 @@ KNOBS = dict(hidden=(8,), recipe=dict(epochs=3, lr=0.05, batch_size=64, eval_eve
 
 @pytest.fixture(scope="module")
 def digits_and_teacher():
-    data = load("digits", train_size=300, seed=0)
-    torch.manual_seed(0)
-    teacher = MLP(64, hidden=(32,), num_classes=10)
-    fit(teacher, data, epochs=5, lr=0.05, batch_size=50, seed=0, progress=False)
-    return data, teacher.eval()
+    return digits_with_teacher((32,))  # a smaller teacher than the other seed tests': these numbers were set on it
 
 
 def one_by_one(function, data, teacher, **kwargs):
