@@ -10,20 +10,20 @@ cached. Within a seed every contender starts from the same student weights and s
     history = fit(method, training_data(bench, "MetaDistil", 0), seed=0, **bench.budget.fit_kwargs())
 """
 import copy
-import time
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from . import cache, config, paths
+from . import config
 from .errors import ParameterError
 from .methods import registry
 from .methods.base import Recipe, Run
 from .models import MLP, SmallCNN
 from .models.conv4 import conv4_pair as glyph_models  # noqa: F401 (the comparison's few-shot pair)
 from .models.multi_exit import MultiExit
+from .teachers import trained_teacher
 
 
 class Contender(NamedTuple):
@@ -146,27 +146,14 @@ def build_teacher(spec, data):
     return create(spec["arch"], num_classes=data.num_classes)
 
 
-def cached_teacher(name, spec, data, data_config, *, root=None, log=print, augment=None):
-    """Train a teacher once with cross-entropy and cache its weights (atomic write, checksum,
-    `weights_only` load), keyed by `config_key` of its spec and the data's configuration."""
-    from .train import fit
-
-    key = cache.config_key({"notebook": "08", "teacher": name, **spec, **data_config, "version": 1})
-    path = paths.cache_dir(root) / f"comparison-teacher-{name}-{key}.pt"
-    fresh, started = not path.exists(), time.perf_counter()
-
-    def build():
-        model = build_teacher(spec, data).to(data.x_train.device)
-        fit(model, data, epochs=spec["epochs"], lr=spec["lr"], batch_size=spec["batch_size"], seed=spec.get("seed", 0),
-            progress=augment is not None, eval_every=spec["epochs"], augment=augment)
-        return {k: v.detach().cpu() for k, v in model.state_dict().items()}
-
-    state = cache.load_or_build(path, build, log=log)
-    model = build_teacher(spec, data).to(data.x_train.device)
-    model.load_state_dict(state)
-    log(f"teacher {name:<5} {'trained' if fresh else 'loaded from cache'} in {time.perf_counter() - started:.1f} s "
-        f"({path.name})")
-    return model.eval()
+def cached_teacher(name, spec, data, *, root=None, log=print, augment=None):
+    """Teacher `name` of `spec`, trained once with cross-entropy and read back after (`kdlab.teachers`, the kit's
+    one teacher cache, keyed by the model, its initial weights, the data and the training options)."""
+    teacher, _, _ = trained_teacher(lambda: build_teacher(spec, data), data, seed=spec.get("seed", 0),
+                                    name=f"comparison-{name}", root=root, log=log, epochs=spec["epochs"],
+                                    lr=spec["lr"], batch_size=spec["batch_size"], eval_every=spec["epochs"],
+                                    augment=augment, progress=augment is not None)
+    return teacher
 
 
 def with_kd_settings(settings, alpha, temperature):
@@ -189,7 +176,7 @@ def load_benchmark(budget=None, *, student_width=8, teacher_specs=None, device="
     data = load("digits", train_size=train_size, seed=split_seed, device=device)
     data_config = {"dataset": "digits", "train_size": train_size, "split_seed": split_seed}
     specs = TEACHER_SPECS if teacher_specs is None else teacher_specs
-    teachers = {name: cached_teacher(name, spec, data, data_config, root=root, log=log) for name, spec in specs.items()}
+    teachers = {name: cached_teacher(name, spec, data, root=root, log=log) for name, spec in specs.items()}
     return Benchmark(data, teachers, int(student_width), budget, data_config,
                      settings=with_kd_settings(SETTINGS, alpha, temperature))
 

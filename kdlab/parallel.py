@@ -8,6 +8,7 @@ a worker as in the notebook's own process, bit for bit on the CPU (`tests/unit/t
 
     results = map_in_workers(functools.partial(lesson.run_seed, bench, methods=METHODS), seeds, run.workers)
     job = start(functools.partial(lesson.glyph_maml, glyphs, shots=5, ...), run.workers)  # ... job.result()
+    kd, meta = call_all([functools.partial(kd_seeds, ...), functools.partial(meta_seeds, ...)], run.workers)
 
 - `fn` must be picklable: a function of a module, or a `functools.partial` of one. A lambda or a function
   defined in the notebook runs in the notebook's own process, one item after another, with a note saying why.
@@ -200,3 +201,13 @@ def start(fn, workers=1):
 def map_in_workers(fn, items, workers=1):
     """[fn(item) for item in items], computed by `workers` processes (see the module's docstring)."""
     return list(imap_in_workers(fn, items, workers))
+
+
+def call_all(calls, workers=1):
+    """[call() for call in calls], computed by `workers` processes: different runs side by side, each call a
+    `functools.partial` of a module's function. The workers take the calls in order, so the longest go first."""
+    return map_in_workers(_call, calls, workers)
+
+
+def _call(fn):
+    return fn()

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from .. import stats
+from .. import parallel
 from ..gradcheck import finite_differences, relative_error
 from ..losses import distillation_loss
 from ..data.quiz import split_quiz
@@ -26,83 +26,13 @@ from ..methods.base import Batch, Recipe, Run
 from ..methods.kd import KD
 from ..methods.learned import bounded
 from ..profiling import saved_tensor_bytes, state_bytes, step_cost
-from ..train import accuracy, distill_from, fit, fit_seeds
+from ..train import fit
 from ..widgets import Panel, log_slider, slider
+from .alpha_temperature_grid import best_point, grid, grid_table, kd_point, kd_points, mean_map, quiz_scores  # noqa: F401
 from .kd import new_student
 
 TEMPERATURE_RANGE = (1.0, 21.0)  # CTKD's code: 1 + 20 sigmoid(theta); the meta-gradient's T moves in the same range
 CTKD_START = TEMPERATURE_RANGE[0] + (TEMPERATURE_RANGE[1] - TEMPERATURE_RANGE[0]) / (1 + math.exp(-ctkd.CODE_THETA))
-
-
-# -- the grid ------------------------------------------------------------------------------------------
-def quiz_scores(model, split):
-    """(accuracy in %, cross-entropy) of `model` on the quiz set: what a hand-tuner may choose on."""
-    with torch.no_grad():
-        loss = float(F.cross_entropy(model.eval()(split.x_quiz), split.y_quiz))
-    return accuracy(model, split.x_quiz, split.y_quiz), loss
-
-
-def kd_point(data, teacher, *, seed, alpha, temperature, hidden, recipe, quiz_fraction, quiz_batch, callbacks=()):
-    """KD at a fixed (alpha, T) on the seed's 90 %: test accuracy, quiz accuracy and quiz cross-entropy."""
-    split = split_quiz(data, quiz_fraction, seed, quiz_batch_size=quiz_batch)
-    student = new_student(data, hidden, seed)
-    history = fit(student, split.train, distill_from(teacher, alpha, temperature), seed=seed, progress=False,
-                  callbacks=callbacks, **recipe)
-    quiz, quiz_ce = quiz_scores(student, split)
-    return {"test": history.last["test_acc"], "quiz": quiz, "quiz_ce": quiz_ce}
-
-
-def kd_points(data, teacher, *, seeds, alpha, temperature, hidden, recipe, quiz_fraction, quiz_batch):
-    """`kd_point` for every seed at once (`kdlab.train.fit_seeds`: the seeds' students stacked, each on its own
-    90 %, bit for bit `kd_point` seed by seed): {"test": [...], "quiz": [...], "quiz_ce": [...]}."""
-    splits = [split_quiz(data, quiz_fraction, s, quiz_batch_size=quiz_batch) for s in seeds]
-    options = {k: v for k, v in recipe.items() if k not in ("progress", "callbacks")}
-    students, histories = fit_seeds(lambda s: new_student(data, hidden, s), [split.train for split in splits],
-                                    seeds, teacher=teacher, alpha=alpha, temperature=temperature, **options)
-    quiz = [quiz_scores(student, split) for student, split in zip(students, splits)]
-    return {"test": [h.last["test_acc"] for h in histories], "quiz": [q[0] for q in quiz],
-            "quiz_ce": [q[1] for q in quiz]}
-
-
-def grid(data, teacher, *, seeds, alphas, temperatures, log=print, **common):
-    """KD at every (alpha, T) of the grid for every seed: {(alpha, T): {"test": [...], "quiz": [...],
-    "quiz_ce": [...]}}, one value per seed in the order of `seeds` (the seeds of a point trained together:
-    `kd_points`); one printed line per alpha."""
-    points = {}
-    for alpha in alphas:
-        started = time.perf_counter()
-        for temperature in temperatures:
-            points[alpha, temperature] = kd_points(data, teacher, seeds=list(seeds), alpha=alpha,
-                                                   temperature=temperature, **common)
-        log(f"ALPHA {alpha:g}: " + ", ".join(f"T {t:g} {np.mean(points[alpha, t]['test']):.2f}%"
-                                             for t in temperatures)
-            + f"  (test accuracy, mean of {len(list(seeds))} seeds; {time.perf_counter() - started:.0f} s)")
-    return points
-
-
-def best_point(points, key="quiz"):
-    """The (alpha, T) with the highest mean `key` ("quiz" or "test" accuracy); a tie on the quiz accuracy
-    (30 images: steps of 3.3 points per seed) goes to the lower mean quiz cross-entropy."""
-    def score(point):
-        values = points[point]
-        return (float(np.mean(values[key])), -float(np.mean(values["quiz_ce"])) if key == "quiz" else 0.0)
-    return max(points, key=score)
-
-
-def mean_map(points, alphas, temperatures, key="test"):
-    """The mean of `key` over seeds as a matrix, rows alpha, columns T."""
-    return np.array([[np.mean(points[a, t][key]) for t in temperatures] for a in alphas])
-
-
-def grid_table(points, alphas, temperatures):
-    """Markdown: per (alpha, T) the test accuracy, mean ± 95 % CI over seeds, and the mean quiz accuracy."""
-    lines = ["| ALPHA \\ T | " + " | ".join(f"{t:g}" for t in temperatures) + " |",
-             "|---|" + "---:|" * len(temperatures)]
-    for a in alphas:
-        lines.append(f"| {a:g} | " + " | ".join(f"{stats.mean_ci(points[a, t]['test']):.2f} "
-                                                f"(quiz {np.mean(points[a, t]['quiz']):.1f})" for t in temperatures)
-                     + " |")
-    return "\n".join(lines)
 
 
 # -- the learned knobs ---------------------------------------------------------------------------------
@@ -140,6 +70,26 @@ def learned_seed(data, teacher, *, seed, alpha, temperature, curriculum_epochs, 
     return {"ctkd": ctkd_history.last["test_acc"], "meta": meta_history.last["test_acc"],
             "ctkd_temperature": ctkd_method.temperature_now(), "meta_alpha": meta_alpha,
             "meta_temperature": meta_temperature}
+
+
+def learned_seeds(data, teacher, *, seeds, live_seed=None, callbacks=None, keep=None, workers=1, **knobs):
+    """`learned_seed` for every seed, collected as `stats.over_seeds` collects it (a dict of lists, in the seeds'
+    order). Seed `live_seed` trains in this process with `callbacks` (live plots); the others train meanwhile in
+    `workers` processes (`kdlab.parallel`), each with the numbers it gives alone. `keep` as `learned_seed`'s."""
+    seeds = list(seeds)
+    jobs = {s: parallel.start(functools.partial(_learned_and_kept, data, teacher, seed=s, **knobs), workers)
+            for s in seeds if s != live_seed}
+    done = {} if live_seed not in seeds else {
+        live_seed: _learned_and_kept(data, teacher, seed=live_seed, callbacks=callbacks, **knobs)}
+    done.update({s: job.result() for s, job in jobs.items()})
+    if keep is not None:
+        keep.update({s: done[s][1] for s in seeds})
+    return {key: [done[s][0][key] for s in seeds] for key in done[seeds[0]][0]}
+
+
+def _learned_and_kept(data, teacher, *, seed, **knobs):
+    kept = {}
+    return learned_seed(data, teacher, seed=seed, keep=kept, **knobs), kept[seed]
 
 
 # -- the two checks: CTKD's sign, the meta-gradient against finite differences ------------------------------

@@ -11,13 +11,12 @@ import time
 import matplotlib.pyplot as plt
 import torch
 
-from .. import cache, paths
 from ..alpha_schedule import SCHEDULES
 from ..errors import ParameterError
 from ..methods import feature_meta as fm
 from ..models import SmallCNN
 from ..models.adapter import spatial_plan
-from ..train import fit
+from ..teachers import trained_teacher
 from ..viz import seed_band
 from ..widgets import Panel, choice, slider
 from .feature_meta_runs import CURVES, compare, train  # noqa: F401 (the notebook reads lesson.compare)
@@ -27,31 +26,15 @@ COLORS = {"baseline": "0.35", "FD": "C0", "FD + adaptation": "C1", "FD + adaptat
 
 
 # -- teacher and students -------------------------------------------------------------------------------
-def cached_teacher(data, data_config, spec, *, make_model, make_initial=None, augment=None, root=None, log=print):
-    """A teacher trained once with cross-entropy (`kdlab.train.fit`) and cached, keyed by `config_key` of
-    its spec (name, epochs, lr, batch_size, seed) and the data's configuration.
-
-    `make_initial()` builds the model to train (e.g. with downloaded ImageNet weights; default
-    `make_model`), `make_model()` an empty one to load the cached weights into. Returns (teacher in eval
-    mode, seconds)."""
-    key = cache.config_key({"notebook": "07", **spec, **data_config, "version": 1})
-    path = paths.cache_dir(root) / f"feature-meta-teacher-{spec['name']}-{key}.pt"
-    fresh, started = not path.exists(), time.perf_counter()
-    device = data.x_train.device
-
-    def build():
-        torch.manual_seed(spec["seed"])
-        model = (make_initial or make_model)().to(device)
-        fit(model, data, epochs=spec["epochs"], lr=spec["lr"], batch_size=spec["batch_size"], seed=spec["seed"],
-            augment=augment, progress=None)
-        return {k: v.cpu() for k, v in model.state_dict().items()}
-
-    state = cache.load_or_build(path, build, log=log)
-    teacher = make_model().to(device)
-    teacher.load_state_dict(state)
-    seconds = time.perf_counter() - started
-    log(f"teacher {spec['name']} {'trained' if fresh else 'loaded from cache'} in {seconds:.1f} s ({path.name})")
-    return teacher.eval(), seconds
+def cached_teacher(data, spec, *, make_model, make_initial=None, augment=None, root=None, log=print):
+    """A teacher trained once with cross-entropy (`kdlab.train.fit` with `spec`'s epochs, lr, batch_size and seed)
+    and read back after (`kdlab.teachers`, the kit's one teacher cache). `make_initial()` builds the model to
+    train (e.g. with downloaded ImageNet weights; default `make_model`). Returns (teacher in eval mode, seconds)."""
+    started = time.perf_counter()
+    teacher, _, _ = trained_teacher(make_initial or make_model, data, seed=spec["seed"], name=f"feature-meta-{spec['name']}",
+                                    root=root, log=log, epochs=spec["epochs"], lr=spec["lr"],
+                                    batch_size=spec["batch_size"], augment=augment, progress=None)
+    return teacher, time.perf_counter() - started
 
 
 def new_student(seed, width, device):

@@ -61,6 +61,19 @@ def sinusoid_sampler(shots, seed=0, queries=None):
         yield sinusoid_tasks(1, shots, generator, queries)[0][:4]
 
 
+def sine_maml(seed, *, iterations, meta_lr, first_order=False, inner_lr=0.01, shots=10, meta_batch=10,
+              log_every=None):
+    """The notebook's sinusoid MAML in one call, so that it can train in another process: `sine_net(seed)`
+    meta-trained by `fit_episodes(MAML(net, inner_steps=1, inner_lr, meta_lr, first_order, loss=F.mse_loss),
+    sinusoid_sampler(shots, seed), iterations, meta_batch)`. Returns (network, History, seconds)."""
+    net = sine_net(seed)
+    started = time.perf_counter()
+    history = fit_episodes(MAML(net, inner_steps=1, inner_lr=inner_lr, meta_lr=meta_lr, first_order=first_order,
+                                loss=F.mse_loss), sinusoid_sampler(shots, seed=seed), iterations=iterations,
+                           meta_batch=meta_batch, **({} if log_every is None else {"log_every": log_every}))
+    return net, history, time.perf_counter() - started
+
+
 def pretrain_sinusoid(net, *, iterations, meta_batch=10, shots=10, lr=1e-3, seed=0):
     """The paper's baseline: one regressor trained on all tasks at once (no inner loop)."""
     generator = torch.Generator().manual_seed(seed)

@@ -8,12 +8,13 @@ training data MetaDistil's student sees (the quiz set held out), with the same i
 order; "KD (100 %)" also trains on the quiz images.
 """
 import copy
+import functools
 import math
 
 import torch
 from torch.func import functional_call
 
-from .. import profiling, stats
+from .. import parallel, profiling, stats
 from ..data.quiz import quiz_batches, split_quiz
 from ..gradcheck import finite_differences, relative_error
 from ..methods import metadistil as md
@@ -22,7 +23,7 @@ from ..train import accuracy
 # experiments' names are re-exported here.
 from .metadistil_panel import TeacherWatch, describe_teacher_lr, teacher_lr_table, teaching_panel  # noqa: F401
 from .metadistil_plots import plot_dynamics  # noqa: F401
-from .metadistil_seeds import compare_methods_seeds, kd_vs_meta_seeds, pilot_ablation_seeds  # noqa: F401
+from .metadistil_seeds import compare_methods_seeds, kd_vs_meta_points, kd_vs_meta_seeds, pilot_ablation_seeds  # noqa: F401
 from .metadistil_runs import kd_run, meta_run, weight_gap
 
 
@@ -108,18 +109,19 @@ def share_over_seeds(shares):
 
 
 def dynamics(data, teacher, *, seed, hidden, recipe, alpha, temperature, teacher_lrs, quiz_fraction, quiz_batch,
-             log_every=10):
+             log_every=10, workers=1):
     """MetaDistil at each teacher lr with accuracy logged on the test set every `log_every` steps, and the
-    KD (90 %) student's accuracy after every epoch; returns {"kd": history, teacher_lr: history, ...}."""
+    KD (90 %) student's accuracy after every epoch; returns {"kd": history, teacher_lr: history, ...}. The runs
+    go `workers` at a time (`kdlab.parallel.call_all`), each with the numbers it gives alone."""
     split = split_quiz(data, quiz_fraction, seed, quiz_batch_size=quiz_batch)
-    _, kd_history = kd_run(split.train, teacher, seed=seed, hidden=hidden, recipe=recipe, alpha=alpha,
-                           temperature=temperature)
+    common = dict(seed=seed, hidden=hidden, recipe=recipe, alpha=alpha, temperature=temperature)
+    calls = [functools.partial(meta_run, data, teacher, teacher_lr=lr, quiz_fraction=quiz_fraction,
+                               quiz_batch=quiz_batch, monitor=(data.x_test, data.y_test), log_every=log_every, **common)
+             for lr in teacher_lrs]
+    *metas, (_, kd_history) = parallel.call_all(calls + [functools.partial(kd_run, split.train, teacher, **common)],
+                                                workers)
     out = {"kd": kd_history, "steps_per_epoch": math.ceil(split.train.num_train / recipe["batch_size"])}
-    for lr in teacher_lrs:
-        _, _, history = meta_run(data, teacher, seed=seed, hidden=hidden, recipe=recipe, alpha=alpha,
-                                 temperature=temperature, teacher_lr=lr, quiz_fraction=quiz_fraction,
-                                 quiz_batch=quiz_batch, monitor=(data.x_test, data.y_test), log_every=log_every)
-        out[lr] = history
+    out.update({lr: history for lr, (_, _, history) in zip(teacher_lrs, metas)})
     return out
 
 
@@ -148,6 +150,15 @@ def quiz_finetuned_teacher(teacher, split, *, steps, lr, quiz_batch, seed, momen
         torch.nn.functional.cross_entropy(tuned(x_q), y_q).backward()
         opt.step()
     return tuned.eval()
+
+
+def static_vs_dynamic_seeds(data, teacher, meta_teachers, *, seeds, workers=1, **knobs):
+    """`static_vs_dynamic` for every seed, with that seed's final MetaDistil teacher `meta_teachers[seed]`, the
+    seeds `workers` at a time; a dict of lists, as `stats.over_seeds` gives."""
+    seeds = list(seeds)
+    calls = [functools.partial(static_vs_dynamic, data, teacher, meta_teachers[s], seed=s, **knobs) for s in seeds]
+    rows = parallel.call_all(calls, workers)
+    return {key: [row[key] for row in rows] for key in rows[0]}
 
 
 def static_vs_dynamic(data, teacher, meta_teacher, *, seed, hidden, recipe, alpha, temperature, teacher_lr,

@@ -25,8 +25,7 @@ from .kd import new_student
 # The notebook reads everything as `lesson.<name>`: the zoo's and the pictures' names are re-exported here.
 from .mmkd_plots import draw_weight_nets, weight_table  # noqa: F401
 from .mmkd_teachers import (OTHER_STYLES, TEACHER_NOTES, TEACHER_SPECS, TEACHER_STYLES,  # noqa: F401
-                            build_teacher, noisy_labels, teacher_key, teacher_report, teacher_style, teacher_zoo,
-                            train_teacher)
+                            build_teacher, noisy_labels, teacher_report, teacher_style, teacher_zoo)
 
 
 # -- students and runs ---------------------------------------------------------------------------------

@@ -1,15 +1,15 @@
 """Notebook 05 (MMKD): the teacher zoo, four teachers of deliberately different quality, trained once and cached
-by their configuration (`kdlab.cache`), and the report of how good each one is."""
+in the kit's one teacher cache (`kdlab.teachers`), and the report of how good each one is."""
 import dataclasses
-import time
+import functools
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import cache, paths
 from ..models import MLP, SmallCNN, create
-from ..train import accuracy, fit
+from ..teachers import trained_teacher
+from ..train import accuracy
 
 
 # -- the teacher zoo -----------------------------------------------------------------------------------
@@ -60,39 +60,20 @@ def build_teacher(spec, data):
     return create(spec["arch"], num_classes=data.num_classes)
 
 
-def train_teacher(spec, data, augment=None):
-    """Train one teacher of `spec` on `data` (with its label noise, if any); returns the model (eval mode)."""
-    model = build_teacher(spec, data).to(data.x_train.device)
-    train_data = data
-    if spec.get("noise", 0) > 0:
-        y = noisy_labels(data.y_train, spec["noise"], spec.get("seed", 0), data.num_classes)
-        train_data = dataclasses.replace(data, y_train=y)
-    fit(model, train_data, epochs=spec["epochs"], lr=spec["lr"], batch_size=spec.get("batch_size", 64),
-        seed=spec.get("seed", 0), weight_decay=spec.get("weight_decay", 5e-4), augment=augment,
-        progress=augment is not None)
-    return model.eval()
-
-
-def teacher_key(name, spec, data_config):
-    return cache.config_key({"teacher": name, **spec, **data_config, "version": 1})
-
-
-def teacher_zoo(data, data_config, specs=None, *, root=None, log=print, augment=None):
-    """Train the teachers once and cache their weights (atomic write, checksum, weights_only load), keyed
-    by `config_key` of the teacher's spec and the data's configuration. Returns {name: teacher} (eval)."""
+def teacher_zoo(data, specs=None, *, root=None, log=print, augment=None):
+    """The teachers of `specs` (default TEACHER_SPECS), each trained once on `data` (with its label noise, if any)
+    and read back after (`kdlab.teachers`, the kit's one teacher cache). Returns {name: teacher} (eval mode)."""
     specs = TEACHER_SPECS if specs is None else specs
     teachers = {}
     for name, spec in specs.items():
-        path = paths.cache_dir(root) / f"mmkd-teacher-{name}-{teacher_key(name, spec, data_config)}.pt"
-        fresh = not path.exists()
-        started = time.perf_counter()
-        state = cache.load_or_build(path, lambda: {k: v.cpu() for k, v in
-                                                   train_teacher(spec, data, augment).state_dict().items()}, log=log)
-        model = build_teacher(spec, data).to(data.x_train.device)
-        model.load_state_dict(state)
-        teachers[name] = model.eval()
-        log(f"teacher {name:<6} {'trained' if fresh else 'loaded from cache'} in "
-            f"{time.perf_counter() - started:.1f} s ({path.name})")
+        train_data = data
+        if spec.get("noise", 0) > 0:
+            y = noisy_labels(data.y_train, spec["noise"], spec.get("seed", 0), data.num_classes)
+            train_data = dataclasses.replace(data, y_train=y)
+        teachers[name], _, _ = trained_teacher(
+            functools.partial(build_teacher, spec, data), train_data, seed=spec.get("seed", 0), name=f"mmkd-{name}",
+            root=root, log=log, epochs=spec["epochs"], lr=spec["lr"], batch_size=spec.get("batch_size", 64),
+            weight_decay=spec.get("weight_decay", 5e-4), augment=augment, progress=augment is not None)
     return teachers
 
 

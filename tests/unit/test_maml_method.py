@@ -94,6 +94,29 @@ def test_regression_loss_reports_no_accuracy_and_follows_meta_maml_step():
     assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), reference.state_dict().values()))
 
 
+@pytest.mark.parametrize("first_order", [False, True])
+def test_the_notebooks_sinusoid_maml_in_one_call_is_its_fit_and_gives_it_in_a_worker(first_order):
+    """Notebook 02 meta-trains its first-order sinusoid model with `sine_maml` in another process: the network
+    its explicit `fit_episodes(MAML(...))` gives, bit for bit, there as here."""
+    import functools
+
+    from kdlab import parallel
+    from kdlab.lessons.maml import sine_maml, sine_net, sinusoid_sampler
+
+    knobs = dict(iterations=6, meta_lr=1e-2, first_order=first_order, meta_batch=3, shots=5)
+    net, history, seconds = sine_maml(4, **knobs)
+    reference = sine_net(4)
+    fit_episodes(MAML(reference, inner_steps=1, inner_lr=0.01, meta_lr=1e-2, first_order=first_order,
+                      loss=F.mse_loss), sinusoid_sampler(5, seed=4), iterations=6, meta_batch=3)
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), reference.state_dict().values()))
+    assert history.last["iteration"] == 6 and seconds > 0
+    there, _, _ = parallel.start(functools.partial(sine_maml, 4, **knobs), workers=2).result()
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), there.state_dict().values()))
+    other, _, _ = sine_maml(4, **{**knobs, "first_order": not first_order})
+    assert not all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), other.state_dict().values())), \
+        "first_order must change the run"
+
+
 def test_the_method_reports_its_model_and_card():
     net = nn.Linear(4, 3).double()
     method = MAML(net)

@@ -43,3 +43,33 @@ def test_the_other_multi_seed_experiments_equal_their_seed_by_seed_runs(digits_a
     want = one_by_one(getattr(lesson, name), data, teacher, **KNOBS)
     got = getattr(metadistil_seeds, f"{name}_seeds")(data, teacher, seeds=SEEDS, **KNOBS)
     assert got == want
+
+
+def test_the_experiments_in_two_worker_processes_give_the_same_numbers(digits_and_teacher):
+    """Notebook 03 runs each experiment's stacked runs side by side (`workers=run.workers`): the same numbers,
+    the same teachers, and the per-seed and per-lr functions fed in the same order."""
+    data, teacher = digits_and_teacher
+    kept_here, kept_there = {}, {}
+    here = metadistil_seeds.compare_methods_seeds(data, teacher, seeds=SEEDS, keep_teachers=kept_here, **KNOBS)
+    there = metadistil_seeds.compare_methods_seeds(data, teacher, seeds=SEEDS, keep_teachers=kept_there, workers=2,
+                                                   **KNOBS)
+    assert there == here
+    for seed in SEEDS:
+        assert all(torch.equal(a, b) for a, b in zip(kept_here[seed].parameters(), kept_there[seed].parameters()))
+    knobs = {k: v for k, v in KNOBS.items() if k not in ("alpha", "temperature")}
+    points = [(0.5, 4.0), (0.9, 1.0)]
+    swept = metadistil_seeds.kd_vs_meta_points(data, teacher, points, seeds=SEEDS, workers=2, **knobs)
+    assert swept == {p: one_by_one(lesson.kd_vs_meta, data, teacher, alpha=p[0], temperature=p[1], **knobs)
+                     for p in points}
+    static = lesson.static_vs_dynamic_seeds(data, teacher, kept_here, seeds=SEEDS, workers=2, **KNOBS)
+    assert static == stats.over_seeds(lambda s: lesson.static_vs_dynamic(data, teacher, kept_here[s], seed=s, **KNOBS),
+                                      SEEDS, progress=False)
+    lrs = [0.0, 0.01]
+    dynamics_knobs = {k: v for k, v in KNOBS.items() if k != "teacher_lr"}
+    apart = lesson.dynamics(data, teacher, seed=2, teacher_lrs=lrs, log_every=5, workers=2, **dynamics_knobs)
+    together = lesson.dynamics(data, teacher, seed=2, teacher_lrs=lrs, log_every=5, **dynamics_knobs)
+    def timeless(history):
+        return [{k: v for k, v in record.items() if k != "seconds"} for record in history.records + history.steps]
+
+    for key in ["kd", *lrs]:
+        assert timeless(apart[key]) == timeless(together[key]), key

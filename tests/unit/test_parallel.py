@@ -91,3 +91,11 @@ def test_a_job_without_a_worker_runs_when_its_result_is_first_needed(capsys):
     job = parallel.start(lambda: calls.append(2) or 8, workers=2)  # a lambda cannot go to a worker
     assert "cannot be sent to a worker process" in capsys.readouterr().out
     assert calls == [1] and job.result() == 8 and calls == [1, 2]
+
+
+def test_different_calls_side_by_side_come_back_in_order():
+    calls = [functools.partial(square_after_pause, 0), functools.partial(square_after_pause, 2), os.getpid]
+    squares_first, squares_second, worker_pid = parallel.call_all(calls, workers=2)
+    assert (squares_first, squares_second) == (0, 4)
+    assert worker_pid != os.getpid()
+    assert parallel.call_all(calls, workers=1)[2] == os.getpid()
