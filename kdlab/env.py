@@ -86,11 +86,14 @@ class Run:
 
 
 def setup(profile="class", seed=0, device="auto", *, threads=None, data_root=None, expected=None,
-          quiet=False) -> Run:
+          quiet=False, start_workers=False) -> Run:
     """Seed, pick threads and device, locate data, set the kit's plot style (`kdlab.viz.use_kit_style`:
     the colour-blind-safe palette as "C0".."C9"), and print what this run will do.
 
     `expected` maps profile -> expected run time (a string), printed so a student knows what to expect.
+    `start_workers`: start the `run.workers` worker processes now (`kdlab.parallel.warm_up`), for a notebook that
+    sends runs to them later: their start (a fresh Python importing torch and the kit, about 2 s) then overlaps
+    the notebook's first cells instead of delaying its first parallel cell.
     """
     from .viz import use_kit_style
 
@@ -106,6 +109,10 @@ def setup(profile="class", seed=0, device="auto", *, threads=None, data_root=Non
               default_workers(chosen))
     if not quiet:
         print(banner(run, expected))
+    if start_workers:
+        from .parallel import warm_up
+
+        warm_up(run.workers)
     return run
 
 

@@ -19,6 +19,7 @@ from ..methods.tsmd import TSMD
 from ..methods.episodic import accuracy
 from ..models.conv4 import conv4_pair as glyph_pair  # noqa: F401 (the notebook's model pair)
 from ..stats import episodes_ci, mean_ci, paired_difference
+from ..train import fit_episodes
 from ..train.pretrain import pretrain_teacher  # noqa: F401 (the notebook's teacher initialisation)
 from ..widgets import Panel, log_slider, slider
 from .tsmd_rows import train_and_score
@@ -80,6 +81,22 @@ def table_runs(data, jobs, *, workers=1, **settings):
 
 def _table_job(data, settings, job):
     return table_seed(data, **job, **settings)
+
+
+def reptile_row(data, row, teacher_state, *, seed, ways, teacher_hidden, student_hidden, shots, queries, iterations,
+                meta_batch, test_tasks, device="cpu", **knobs):
+    """Table 4's Reptile outer loop for one row ("student": Reptile on the student alone; "ours": TSMD with
+    Reptile for both models): `glyph_pair(seed)`'s models, the teacher starting from `teacher_state`,
+    meta-trained by `fit_episodes(TSMD(..., outer="reptile", meta_lr=1.0, **knobs))` on the training alphabets,
+    then scored on `test_tasks` with the same knobs. Returns the per-episode accuracies (%)."""
+    teacher0, student0 = glyph_pair(seed, ways=ways, teacher_hidden=teacher_hidden, student_hidden=student_hidden,
+                                    device=device)
+    teacher0.load_state_dict(teacher_state)
+    sampler = EpisodeSampler(data, "train", ways=ways, shots=shots, queries=queries, seed=seed)
+    method = TSMD(teacher0 if row == "ours" else None, student0, variant=row, outer="reptile", meta_lr=1.0, **knobs)
+    fit_episodes(method, sampler, iterations=iterations, meta_batch=meta_batch, log_every=iterations, device=device)
+    result = tsmd.evaluate(method.teacher, method.student, test_tasks, variant=row, **knobs)
+    return (100 * result["accuracies"]).tolist()
 
 
 def table_markdown(per_seed, shots_list, baseline="student", paper=None):

@@ -34,6 +34,7 @@ from .. import config
 from ..errors import ParameterError
 from ..losses import kd_divergence_exact, textbook_value_is_accurate, with_value
 from .base import Method, make_optimizer
+from .frozen_teacher import FrozenLogits
 from .learned import bounded, check_inside, reverse_gradient, unbounded
 
 CODE_THETA = 1.0  # `Global_T`: nn.Parameter(torch.ones(1))
@@ -120,6 +121,7 @@ class CTKD(Method):
             net = InstanceTemperature(num_classes, temperature_range, theta)
         first = next(student.parameters())
         self.model, self.teacher, self.temperature_net = student, teacher.eval(), net.to(first.device, first.dtype)
+        self.teacher_logits = FrozenLogits(self.teacher)   # the training set's logits once, looked up per batch
         self.alpha, self.curriculum_epochs, self.lambda_max = alpha, curriculum_epochs, lambda_max
 
     def configure(self, recipe, run):
@@ -127,10 +129,13 @@ class CTKD(Method):
             params = [*self.model.parameters(), *self.temperature_net.parameters()]
             self.optimizer = make_optimizer(params, recipe.optimizer, recipe.lr, recipe.momentum, recipe.weight_decay)
 
+    def prepare(self, data, run):
+        self.teacher_logits.prepare(data, run)
+        return data
+
     def step(self, batch, run):
         lam = curriculum_lambda(run.epoch, self.curriculum_epochs, self.lambda_max)
-        with torch.no_grad():
-            teacher_logits = self.teacher(batch.x)
+        teacher_logits = self.teacher_logits(batch)
         student_logits = self.model(batch.x)
         tau = self.temperature_net(teacher_logits, student_logits, lam)
         losses = self.descend(ctkd_loss(student_logits, teacher_logits, batch.y, self.alpha, tau), self.optimizer, run)

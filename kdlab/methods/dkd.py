@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from .. import config
 from .base import Method
+from .frozen_teacher import FrozenLogits
 
 
 def split_target(logits, labels, temperature):
@@ -81,21 +82,29 @@ class DKD(Method):
         config.validate(ce_weight=ce_weight, tckd_weight=tckd_weight, nckd_weight=nckd_weight,
                         TEMPERATURE=temperature, WARMUP_EPOCHS=warmup_epochs)
         self.model, self.teacher = student, teacher.eval()
+        self.teacher_logits = FrozenLogits(self.teacher)   # the training set's logits once, looked up per batch
         self.ce_weight, self.tckd_weight, self.nckd_weight = ce_weight, tckd_weight, nckd_weight
         self.temperature, self.warmup_epochs = temperature, warmup_epochs
 
-    def objective(self, x, y, epoch):
-        """The named losses of one batch in (0-based) `epoch`: loss, ce, dkd, tckd, nckd (tckd, nckd times T^2)."""
-        with torch.no_grad():
-            teacher_logits = self.teacher(x)
+    def objective(self, x, y, epoch, teacher_logits=None):
+        """The named losses of one batch in (0-based) `epoch`: loss, ce, dkd, tckd, nckd (tckd, nckd times T^2).
+        `teacher_logits`: the teacher's logits of `x`, if known (default: asked of the teacher)."""
+        if teacher_logits is None:
+            with torch.no_grad():
+                teacher_logits = self.teacher(x)
         logits = self.model(x)
         ce = F.cross_entropy(logits, y)
         terms = dkd_loss(logits, teacher_logits, y, self.tckd_weight, self.nckd_weight, self.temperature)
         loss = self.ce_weight * ce + warmup_factor(epoch, self.warmup_epochs) * terms["dkd"]
         return {"loss": loss, "ce": ce, **terms}
 
+    def prepare(self, data, run):
+        self.teacher_logits.prepare(data, run)
+        return data
+
     def step(self, batch, run):
-        return self.descend(self.objective(batch.x, batch.y, run.epoch), self.optimizer, run)
+        return self.descend(self.objective(batch.x, batch.y, run.epoch, self.teacher_logits(batch)), self.optimizer,
+                            run)
 
     def on_epoch_end(self, record, run):
         record["dkd_weight"] = warmup_factor(run.epoch, self.warmup_epochs)

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from .. import config
 from ..losses import distillation_loss
 from .base import Method
+from .frozen_teacher import FrozenLogits
 
 def cross_entropy(model, x, y):
     """The plain objective: `{"loss": CE(model(x), y)}`."""
@@ -62,3 +63,13 @@ class KD(Supervised):
     def __init__(self, student, teacher, alpha=0.9, temperature=4.0):
         super().__init__(student, distill_from(teacher, alpha, temperature))
         self.teacher, self.alpha, self.temperature = teacher, alpha, temperature
+        self.teacher_logits = FrozenLogits(teacher)   # the training set's logits once, looked up per batch
+
+    def prepare(self, data, run):
+        self.teacher_logits.prepare(data, run)
+        return data
+
+    def step(self, batch, run):
+        losses = distillation_loss(self.model(batch.x), self.teacher_logits(batch), batch.y, self.alpha,
+                                   self.temperature)
+        return self.descend(losses, self.optimizer, run)

@@ -405,3 +405,32 @@ def test_the_kd_grid_in_worker_processes_equals_the_grid_computed_here():
     assert [(r["kd_weight"], r["temperature"]) for r in here] == [(0.0, 1.0), (0.0, 4.0), (1.0, 1.0), (1.0, 4.0)]
     assert here[0]["accuracy"] == here[1]["accuracy"]  # KD weight 0 is one run (plain MAML), whatever T is
     assert not any(row["reused"] for row in here)
+
+
+def test_the_reptile_rows_in_workers_are_the_reptile_loop_written_out():
+    """Notebook 06's Table 4 rows (`reptile_row`, sent to worker processes) equal the loop it replaced."""
+    import functools
+
+    from kdlab import parallel
+    from kdlab.data import load
+    from kdlab.data.episodes import EpisodeSampler
+    from kdlab.lessons.tsmd import glyph_pair, reptile_row
+
+    glyphs = load("glyphs", image_size=16, max_classes_per_split=60, samples_per_class=10)
+    sizes = dict(ways=5, teacher_hidden=8, student_hidden=4)
+    oracle = glyph_pair(9, **sizes)[0].state_dict()
+    test_tasks = [tuple(EpisodeSampler(glyphs, "test", ways=5, shots=1, queries=3, seed=4).episode(i))
+                  for i in range(5)]
+    knobs = dict(inner_steps=2, inner_lr=0.1, teacher_inner_steps=2, kd_weight=1.0, temperature=1.0)
+    common = dict(seed=0, shots=1, queries=3, iterations=2, meta_batch=2, test_tasks=test_tasks, **sizes, **knobs)
+    rows = ("student", "ours")
+    there = parallel.call_all([functools.partial(reptile_row, glyphs, row, oracle, **common) for row in rows], 2)
+    for row, got in zip(rows, there):
+        teacher0, student0 = glyph_pair(0, **sizes)
+        teacher0.load_state_dict(oracle)
+        method = TSMD(teacher0 if row == "ours" else None, student0, variant=row, outer="reptile", meta_lr=1.0, **knobs)
+        fit_episodes(method, EpisodeSampler(glyphs, "train", ways=5, shots=1, queries=3, seed=0), iterations=2,
+                     meta_batch=2, log_every=2)
+        want = tsmd.evaluate(method.teacher, method.student, test_tasks, variant=row, **knobs)["accuracies"]
+        assert got == (100 * want).tolist(), row
+    assert there[0] != there[1], "the two rows should differ (the teacher's guidance)"

@@ -1,0 +1,37 @@
+"""A frozen teacher's logits, computed once per training set instead of once per batch.
+
+KD, DKD and CTKD ask their teacher for the logits of every training batch, under `no_grad`, in eval mode: the
+same numbers each epoch, for the same images. When the batches are rows of the training set as they are (no
+augmentation), `FrozenLogits.prepare` computes the teacher's logits of the whole set once, and a step looks its
+batch's rows up by `batch.index`; with augmentation (a batch of transformed images) it asks the teacher, as
+before. On the CPU the rows looked up are bit for bit the logits the teacher gives the batch
+(tests/unit/test_frozen_teacher.py), so a run's numbers do not change, only its time: a KD step on the
+comparison's SmallCNN teacher (notebook 08) costs the student's forward and backward, not the teacher's forward.
+MMKD keeps its own table of its teachers' logits and features (`kdlab.models.meta_weight.teacher_outputs`).
+"""
+import torch
+
+ROWS_AT_ONCE = 1024   # rows per forward pass while filling the table: a bounded peak memory for a large set
+
+
+class FrozenLogits:
+    """`FrozenLogits(teacher)(batch)`: the teacher's logits of the batch's images (no gradient)."""
+
+    def __init__(self, teacher):
+        self.teacher, self.table = teacher, None
+
+    @torch.no_grad()
+    def prepare(self, data, run):
+        """Fill the table for `data`'s training set, unless the run augments its batches (then: none)."""
+        self.table = None
+        if run.augment is None:
+            self.teacher.eval()
+            x = data.x_train
+            self.table = torch.cat([self.teacher(x[start:start + ROWS_AT_ONCE])
+                                    for start in range(0, len(x), ROWS_AT_ONCE)])
+
+    @torch.no_grad()
+    def __call__(self, batch):
+        if self.table is not None and batch.index is not None:
+            return self.table[batch.index]
+        return self.teacher(batch.x)

@@ -1,0 +1,54 @@
+"""KD, DKD and CTKD look their frozen teacher's logits up in a table of the training set (`FrozenLogits`): the same
+students, bit for bit on the CPU, as asking the teacher for every batch (what an augmented run still does), and the
+teacher is not called by the steps."""
+import pytest
+import torch
+
+from kdlab.data import load
+from kdlab.methods.ctkd import CTKD
+from kdlab.methods.dkd import DKD
+from kdlab.methods.kd import KD
+from kdlab.models import MLP, SmallCNN
+from kdlab.train import fit
+
+METHODS = {"kd": lambda s, t: KD(s, t, alpha=0.9, temperature=4.0),
+           "dkd": lambda s, t: DKD(s, t, warmup_epochs=1),
+           "ctkd": lambda s, t: CTKD(s, t, alpha=0.9, curriculum_epochs=1)}
+
+
+@pytest.fixture(scope="module")
+def digits_and_teachers():
+    data = load("digits", train_size=200, seed=0)
+    torch.manual_seed(0)
+    cnn = SmallCNN(10, width=4, in_channels=1)
+    fit(cnn, data, epochs=2, lr=0.05, batch_size=50, seed=0, progress=False)
+    torch.manual_seed(0)
+    mlp = MLP(64, hidden=(32,), num_classes=10)
+    fit(mlp, data, epochs=2, lr=0.05, batch_size=50, seed=0, progress=False)
+    return data, {"cnn": cnn.eval(), "mlp": mlp.eval()}
+
+
+def train(method_name, teacher, data, augment=None):
+    torch.manual_seed(5)
+    student = SmallCNN(10, width=4, in_channels=1)
+    calls = []
+    hook = teacher.register_forward_hook(lambda module, args, output: calls.append(len(args[0])))
+    try:
+        fit(METHODS[method_name](student, teacher), data, epochs=3, lr=0.05, batch_size=64, seed=5, progress=False,
+            augment=augment)
+    finally:
+        hook.remove()
+    return student.state_dict(), calls
+
+
+@pytest.mark.parametrize("teacher_name", ["cnn", "mlp"])
+@pytest.mark.parametrize("method_name", sorted(METHODS))
+def test_the_table_gives_the_students_the_teacher_gives(digits_and_teachers, method_name, teacher_name):
+    data, teachers = digits_and_teachers
+    looked_up, table_calls = train(method_name, teachers[teacher_name], data)
+    asked, asked_calls = train(method_name, teachers[teacher_name], data, augment=lambda x, generator: x)
+    assert looked_up.keys() == asked.keys()
+    for name, value in looked_up.items():
+        assert torch.equal(value, asked[name]), f"{method_name} from the {teacher_name} teacher: {name}"
+    assert table_calls == [200], "one pass over the training set, then no teacher call per batch"
+    assert sum(asked_calls) == 3 * 200 and len(asked_calls) == 3 * 4, "an augmented run asks for every batch"
