@@ -133,8 +133,10 @@ def pickled_or_reason(fn):
         return None, f"{getattr(fn, '__qualname__', type(fn).__name__)} cannot be sent to a worker process ({error})"
 
 
-def imap_in_workers(fn, items, workers=1):
-    """`fn(item)` for each item, yielded in the items' order, computed by `workers` processes."""
+def imap_in_workers(fn, items, workers=1, cost=None):
+    """`fn(item)` for each item, yielded in the items' order, computed by `workers` processes. `cost(item)`, if
+    given, is a guess of an item's run time: the workers then take the costliest items first, so that no long
+    run starts last while the other workers wait (the results still come in the items' order)."""
     items = list(items)
     _check_workers(workers)
     workers = min(workers, len(items))
@@ -146,9 +148,10 @@ def imap_in_workers(fn, items, workers=1):
         for item in items:
             yield fn(item)
         return
-    futures = [_submit(payload, (item,), workers) for item in items]
-    for future in futures:
-        yield _result(future)
+    order = range(len(items)) if cost is None else sorted(range(len(items)), key=lambda i: -cost(items[i]))
+    futures = {i: _submit(payload, (items[i],), workers) for i in order}
+    for i in range(len(items)):
+        yield _result(futures[i])
 
 
 def _submit(payload, arguments, workers):
@@ -198,9 +201,10 @@ def start(fn, workers=1):
     return Job(fn, _submit(payload, (), workers))
 
 
-def map_in_workers(fn, items, workers=1):
-    """[fn(item) for item in items], computed by `workers` processes (see the module's docstring)."""
-    return list(imap_in_workers(fn, items, workers))
+def map_in_workers(fn, items, workers=1, cost=None):
+    """[fn(item) for item in items], computed by `workers` processes (see the module's docstring); `cost` as in
+    `imap_in_workers`."""
+    return list(imap_in_workers(fn, items, workers, cost))
 
 
 def call_all(calls, workers=1):
@@ -211,3 +215,9 @@ def call_all(calls, workers=1):
 
 def _call(fn):
     return fn()
+
+
+def in_turn(calls):
+    """[call() for call in calls], one after another: `start(functools.partial(in_turn, calls), workers)` queues
+    several runs on one worker, so that they fill the time it would wait while this process trains a longer one."""
+    return [call() for call in calls]

@@ -249,6 +249,15 @@ def query_loss_after(net, task, *, steps, lr, loss_fn=F.mse_loss):
         return float(loss_fn(meta.forward(net, fast, task[2]), task[3]))
 
 
+def sinusoid_lab(seed, *, steps_list, lr):
+    """`meta_gradient_lab` on the notebook's float64 sinusoid network `sine_net(seed + 1)` and one task of 10
+    points drawn with `seed`, in one call, so that it can run in another process."""
+    net = sine_net(seed + 1).double()
+    task = [t.double() if torch.is_tensor(t) else t
+            for t in sinusoid_tasks(1, 10, torch.Generator().manual_seed(seed))[0]]
+    return meta_gradient_lab(net, task, steps_list=steps_list, lr=lr)
+
+
 def meta_gradient_lab(net, task, *, steps_list, lr, with_finite_differences=True, repeats=3):
     """Second order vs first order vs finite differences (`kdlab.gradcheck`, float64) as inner steps grow:
     cosine, relative error, median time (`kdlab.profiling.step_cost`) and the bytes autograd saves."""

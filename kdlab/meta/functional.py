@@ -133,8 +133,22 @@ def _without_running_statistics(layers):
 
 def _has_tied_parameters(module):
     """True if one parameter is registered under two names (functional_call must then keep them tied)."""
-    return (sum(1 for _ in module.named_parameters(remove_duplicate=False))
-            != sum(1 for _ in module.parameters()))
+    return _structure(module)[1]
+
+
+def _structure(module):
+    """(`batch_norms(module)`, `_has_tied_parameters(module)`) in one walk over the submodules: `forward` runs
+    at every inner step, and on the kit's small networks three walks cost about as much as a convolution."""
+    layers, seen_layers, seen_params, tied = [], set(), set(), False
+    for name, m in module.named_modules(remove_duplicate=False):
+        if isinstance(m, _BatchNorm) and id(m) not in seen_layers:
+            seen_layers.add(id(m))
+            layers.append((name, m))
+        for p in m._parameters.values():
+            if p is not None:
+                tied = tied or id(p) in seen_params
+                seen_params.add(id(p))
+    return layers, tied
 
 
 def _normalise(x, mean, var, layer):
@@ -181,13 +195,12 @@ def forward(module, params, x, *, bn="transductive", support=None, **model_kwarg
                       they were never updated or are not kept, since they then normalise with no data.
     """
     check_bn(bn)
-    layers = batch_norms(module)
+    layers, tie_weights = _structure(module)  # untying costs time, so only when there is a tie
     tensors = dict(params)
     if bn == "running":
         warn_if_running_statistics_unusable(module)
     else:
         tensors.update(_without_running_statistics(layers))
-    tie_weights = _has_tied_parameters(module)  # untying costs time, so only when there is a tie
     with _layers_in_mode(layers, bn):
         if bn != "support" or support is None:
             return functional_call(module, tensors, (x,), model_kwargs, tie_weights=tie_weights)

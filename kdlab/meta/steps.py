@@ -119,7 +119,8 @@ def lookahead(module, params, loss, lr, *, create_graph=True):
     a mixed second derivative. With create_graph=False the gradient is a constant, so phi gets no
     gradient at all (it enters only the inner loss): the first-order approximation kills the signal.
     """
-    unknown = [name for name in params if name not in dict(module.named_parameters())]
+    names = {name for name, _ in module.named_parameters()}
+    unknown = [name for name in params if name not in names]
     if unknown:
         raise ParameterError("params", f"a dict with {unknown[0]!r}",
                              "a dict keyed by the module's parameter names (see params_of)")

@@ -24,18 +24,29 @@ def cross_entropy(model, x, y):
     return {"loss": F.cross_entropy(model(x), y)}
 
 
+class Distillation:
+    """The Hinton objective `(1 - alpha) * CE + alpha * T^2 * KL(p_t || p_s)` from a frozen teacher, as a function
+    `objective(model, x, y) -> dict of named losses` that asks the teacher for the batch's logits. `fit(model,
+    data, distill_from(teacher, ...))` trains it as `KD`, which looks the logits up in a table of the training
+    set instead (`FrozenLogits`): the same numbers, without the teacher's forward pass at every step."""
+
+    def __init__(self, teacher, alpha=0.9, temperature=4.0):
+        config.check("ALPHA", alpha)
+        config.check("TEMPERATURE", temperature)
+        self.teacher, self.alpha, self.temperature = teacher.eval(), alpha, temperature
+
+    def __repr__(self):
+        return f"distill_from({type(self.teacher).__name__}, alpha={self.alpha:g}, temperature={self.temperature:g})"
+
+    def __call__(self, model, x, y):
+        with torch.no_grad():
+            teacher_logits = self.teacher(x)
+        return distillation_loss(model(x), teacher_logits, y, self.alpha, self.temperature)
+
+
 def distill_from(teacher, alpha=0.9, temperature=4.0):
     """The Hinton objective `(1 - alpha) * CE + alpha * T^2 * KL(p_t || p_s)`; the teacher is frozen."""
-    config.check("ALPHA", alpha)
-    config.check("TEMPERATURE", temperature)
-    teacher.eval()
-
-    def objective(model, x, y):
-        with torch.no_grad():
-            teacher_logits = teacher(x)
-        return distillation_loss(model(x), teacher_logits, y, alpha, temperature)
-
-    return objective
+    return Distillation(teacher, alpha, temperature)
 
 
 class Supervised(Method):
@@ -61,7 +72,7 @@ class KD(Supervised):
             "detached": "the teacher's logits (no_grad, eval mode)", "order": "first order", "loop": "epochs"}
 
     def __init__(self, student, teacher, alpha=0.9, temperature=4.0):
-        super().__init__(student, distill_from(teacher, alpha, temperature))
+        super().__init__(student, Distillation(teacher, alpha, temperature))
         self.teacher, self.alpha, self.temperature = teacher, alpha, temperature
         self.teacher_logits = FrozenLogits(teacher)   # the training set's logits once, looked up per batch
 

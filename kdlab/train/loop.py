@@ -19,15 +19,18 @@ from .schedules import make_schedulers
 
 
 def as_method(model_or_method, objective=None):
-    """A Method as given, or `Supervised(model, objective)` for a plain module (cross-entropy by default)."""
+    """A Method as given, or `Supervised(model, objective)` for a plain module (cross-entropy by default);
+    `KD` for a `distill_from` objective (its frozen teacher's logits computed once, `FrozenLogits`)."""
     if isinstance(model_or_method, Method):
         if objective is not None:
             from ..errors import ParameterError
 
             raise ParameterError("objective", objective, "None when a Method is given (the method has its own step)")
         return model_or_method
-    from ..methods.kd import Supervised, cross_entropy
+    from ..methods.kd import KD, Distillation, Supervised, cross_entropy
 
+    if isinstance(objective, Distillation):
+        return KD(model_or_method, objective.teacher, objective.alpha, objective.temperature)
     return Supervised(model_or_method, cross_entropy if objective is None else objective)
 
 

@@ -44,3 +44,10 @@ def warn_and_return(x):
 
     warnings.warn(f"item {x} warns", RuntimeWarning)
     return x
+
+
+def start_time_after_pause(item):
+    """When the run of `item` started (the system's monotonic clock, the same in every process), after 0.3 s."""
+    started = time.monotonic()
+    time.sleep(0.3)
+    return started

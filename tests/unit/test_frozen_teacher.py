@@ -52,3 +52,30 @@ def test_the_table_gives_the_students_the_teacher_gives(digits_and_teachers, met
         assert torch.equal(value, asked[name]), f"{method_name} from the {teacher_name} teacher: {name}"
     assert table_calls == [200], "one pass over the training set, then no teacher call per batch"
     assert sum(asked_calls) == 3 * 200 and len(asked_calls) == 3 * 4, "an augmented run asks for every batch"
+
+
+@pytest.mark.parametrize("teacher_name", ["cnn", "mlp"])
+def test_fit_with_a_distill_from_objective_trains_kd_from_the_table(digits_and_teachers, teacher_name):
+    """`fit(model, data, distill_from(teacher, ...))` (notebook 01's panel, 03's and 09's KD runs) is KD with the
+    table: the student that the objective's own per-batch call gives (`Supervised`), bit for bit, with one
+    teacher pass over the training set."""
+    from kdlab.methods.kd import Supervised, distill_from
+
+    data, teachers = digits_and_teachers
+    teacher = teachers[teacher_name]
+    students = {}
+    for how in ("fit", "per batch"):
+        torch.manual_seed(5)
+        student = MLP(64, hidden=(8,), num_classes=10)
+        calls = []
+        hook = teacher.register_forward_hook(lambda module, args, output: calls.append(len(args[0])))
+        objective = distill_from(teacher, 0.8, 3.0)
+        try:
+            fit(student if how == "fit" else Supervised(student, objective), data,
+                objective if how == "fit" else None, epochs=3, lr=0.05, batch_size=64, seed=5, progress=False)
+        finally:
+            hook.remove()
+        students[how] = (student.state_dict(), calls)
+    (table, table_calls), (asked, asked_calls) = students["fit"], students["per batch"]
+    assert all(torch.equal(value, asked[name]) for name, value in table.items())
+    assert table_calls == [200] and len(asked_calls) == 3 * 4

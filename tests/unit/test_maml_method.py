@@ -117,6 +117,32 @@ def test_the_notebooks_sinusoid_maml_in_one_call_is_its_fit_and_gives_it_in_a_wo
         "first_order must change the run"
 
 
+def test_the_notebooks_lab_in_one_call_is_its_lab_and_runs_after_another_call_in_one_worker():
+    """Notebook 02 queues `sinusoid_lab` behind its 5-shot model in one worker (`parallel.in_turn`): the lab's
+    numbers (timings aside) are those of `meta_gradient_lab` on the network and task the notebook built by hand,
+    and the queued calls come back in order."""
+    import functools
+
+    from kdlab import parallel
+    from kdlab.lessons.maml import meta_gradient_lab, sine_maml, sine_net, sinusoid_lab, sinusoid_tasks
+
+    def numbers(rows):
+        return [{k: v for k, v in row.items() if not k.endswith("_ms")} for row in rows]
+
+    net = sine_net(3).double()   # seed 2's lab: sine_net(seed + 1), a task drawn with the seed
+    task = [t.double() if torch.is_tensor(t) else t for t in sinusoid_tasks(1, 10, torch.Generator().manual_seed(2))[0]]
+    by_hand = meta_gradient_lab(net, task, steps_list=[1], lr=0.01)
+    assert numbers(sinusoid_lab(2, steps_list=[1], lr=0.01)) == numbers(by_hand)
+    maml_knobs = dict(iterations=3, meta_lr=1e-2, meta_batch=2, shots=5)
+    (trained, _, _), lab = parallel.start(functools.partial(parallel.in_turn, [
+        functools.partial(sine_maml, 4, **maml_knobs), functools.partial(sinusoid_lab, 2, steps_list=[1], lr=0.01)]),
+        workers=2).result()
+    assert numbers(lab) == numbers(by_hand)
+    assert all(torch.equal(a, b) for a, b in zip(trained.state_dict().values(),
+                                                 sine_maml(4, **maml_knobs)[0].state_dict().values()))
+    assert numbers(sinusoid_lab(3, steps_list=[1], lr=0.01)) != numbers(by_hand), "the seed must matter"
+
+
 def test_the_method_reports_its_model_and_card():
     net = nn.Linear(4, 3).double()
     method = MAML(net)

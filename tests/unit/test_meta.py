@@ -477,3 +477,33 @@ def test_running_policy_warns_when_batch_norm_keeps_no_statistics():
     assert meta.unusable_running_statistics(net) == ([], ["1"])
     with pytest.warns(RunningStatisticsWarning, match=r"do not keep \(track_running_stats=False\)"):
         meta.forward(net, meta.params_of(net), torch.randn(5, 4, dtype=torch.float64), bn="running")
+
+
+# ------------------------------------------------------------------------ the walk over submodules
+
+def test_structure_finds_batch_norms_and_ties_as_the_separate_walks_do():
+    torch.manual_seed(0)
+    shared = nn.Linear(3, 3)
+    plain = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3), nn.ReLU(), nn.Linear(3, 2), nn.BatchNorm1d(2))
+    tied = nn.Sequential(shared, nn.BatchNorm1d(3), nn.Tanh(), nn.Linear(3, 3))
+    tied[3].weight = shared.weight
+    for module, has_tie in ((plain, False), (tied, True), (Conv4(in_channels=1, num_classes=5, hidden=4), False)):
+        layers, tie = meta.functional._structure(module)
+        assert [name for name, _ in layers] == [name for name, _ in meta.batch_norms(module)]
+        assert tie is has_tie
+        assert tie == (sum(1 for _ in module.named_parameters(remove_duplicate=False))
+                       != sum(1 for _ in module.parameters()))
+
+
+def test_forward_keeps_a_tied_weight_tied():
+    """Two Linear layers holding one weight (as a tied embedding and output layer): the fast weight, given
+    under the first name only, must replace both uses (functional_call's tie_weights)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 3), nn.Tanh(), nn.Linear(3, 3))
+    net[2].weight = net[0].weight
+    x = torch.randn(5, 3)
+    fast = {name: p.detach() + 0.5 for name, p in meta.params_of(net).items()}
+    assert set(fast) == {"0.weight", "0.bias", "2.bias"}
+    w = fast["0.weight"]
+    expected = F.linear(torch.tanh(F.linear(x, w, fast["0.bias"])), w, fast["2.bias"])
+    assert torch.allclose(meta.forward(net, fast, x), expected)

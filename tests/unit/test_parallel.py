@@ -9,7 +9,8 @@ import torch
 from kdlab import parallel, stats
 from kdlab.errors import ParameterError
 
-from .parallel_runs import accuracy_of_seed, distil_cnn, fail_on_two, square_after_pause, warn_and_return
+from .parallel_runs import (accuracy_of_seed, distil_cnn, fail_on_two, square_after_pause, start_time_after_pause,
+                            warn_and_return)
 
 
 def test_a_run_in_a_worker_equals_the_run_in_this_process_bit_for_bit():
@@ -99,3 +100,10 @@ def test_different_calls_side_by_side_come_back_in_order():
     assert (squares_first, squares_second) == (0, 4)
     assert worker_pid != os.getpid()
     assert parallel.call_all(calls, workers=1)[2] == os.getpid()
+
+
+def test_the_costliest_items_start_first_and_the_results_keep_the_items_order():
+    items = [0, 1, 2, 3]
+    started = parallel.map_in_workers(start_time_after_pause, items, workers=2, cost=lambda item: item)
+    assert max(started[3], started[2]) < min(started[1], started[0])  # 3 and 2 first, then 1 and 0
+    assert parallel.map_in_workers(square_after_pause, items, workers=2, cost=lambda item: -item) == [0, 1, 4, 9]
