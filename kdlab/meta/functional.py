@@ -131,14 +131,9 @@ def _without_running_statistics(layers):
             for name, m in layers for b in _BN_BUFFERS if getattr(m, b, None) is not None}
 
 
-def _has_tied_parameters(module):
-    """True if one parameter is registered under two names (functional_call must then keep them tied)."""
-    return _structure(module)[1]
-
-
 def _structure(module):
-    """(`batch_norms(module)`, `_has_tied_parameters(module)`) in one walk over the submodules: `forward` runs
-    at every inner step, and on the kit's small networks three walks cost about as much as a convolution."""
+    """(`batch_norms(module)`, whether one parameter is registered under two names) in one walk over the
+    submodules, because `forward` runs at every inner step; a tie must be kept by functional_call."""
     layers, seen_layers, seen_params, tied = [], set(), set(), False
     for name, m in module.named_modules(remove_duplicate=False):
         if isinstance(m, _BatchNorm) and id(m) not in seen_layers:
