@@ -15,13 +15,18 @@ benchmarks/results/slider_effects.md, one section per profile (a rerun replaces 
 it ran and keeps the others). The runs' key numbers and run times (the audit cell's time left out) go to
 runs/slider_effects/<profile>/results.json, the format of `make run`'s (`--summary` moves it), so one class
 run also gives the README its numbers (benchmarks/readme_numbers.py).
-Exits 1 when a notebook failed or a slider changed nothing visible.
+The kernels compute panels' settings ahead as a student's live kernel does (KDLAB_PANEL_AHEAD=1, `--no-ahead`
+turns it off): the audit then also times each move as the student gets it, from the setting computed ahead
+while the notebook ran, and checks it plots what the kernel computes afresh (`audit_sliders(ahead=True)`).
+Exits 1 when a notebook failed, a slider changed nothing visible, or a setting computed ahead plotted
+something else.
 """
 import argparse
 import datetime
 import os
 import platform
 import re
+import statistics
 import sys
 from pathlib import Path
 
@@ -41,13 +46,13 @@ the colour scale. Under a pixel is the same picture with other tick values, so i
 """
 
 
-def audit_notebook(path, out_dir, profile, timeout):
+def audit_notebook(path, out_dir, profile, timeout, ahead=False):
     """Run one notebook with the audit cell; (NotebookRun, audit rows or None)."""
     source_dir, executed_dir = out_dir / "with_audit", out_dir / "executed"
     source_dir.mkdir(parents=True, exist_ok=True)
     audit_json = out_dir / f"{path.stem}.audit.json"
     audit_json.unlink(missing_ok=True)
-    copy = with_audit_cell(path, source_dir / path.name, audit_json)
+    copy = with_audit_cell(path, source_dir / path.name, audit_json, ahead=ahead)
     run = runner.execute_notebook(copy, executed_dir / path.name, profile=profile, outer_timeout=timeout)
     run.notebook = path
     run.seconds -= audit_cell_seconds(executed_dir / path.name)
@@ -95,14 +100,41 @@ def notebook_block(path, run, rows):
     if run.error:
         lines += [f"Error: `{run.error.strip().splitlines()[-1][:200]}`", ""]
     if rows:
-        lines += ["| panel | slider | from -> to | effect | series that changed (size of the change) | seconds |",
-                  "|---|---|---|---|---|---|"]
+        lines += ["| panel | slider | from -> to | effect | series that changed (size of the change) | seconds: "
+                  "computed | seconds: computed ahead |", "|---|---|---|---|---|---|---|"]
         for row in rows:
             changed = "<br>".join(f"{cell(name)}: {describe(change)}" for name, change in row["changes"].items())
             lines.append(f"| {cell(row['panel'])} | {row['control']} | {row['old']!r} -> {row['new']!r} | "
-                         f"{verdict(row)} | {changed or '-'} | {row['seconds']:.1f} |")
+                         f"{verdict(row)} | {changed or '-'} | {row['seconds']:.1f} | {ahead_cell(row)} |")
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def ahead_cell(row):
+    """The move as a student gets it when its setting was computed ahead: seconds, and whether it plotted the
+    same as computed afresh; '-' where it was not computed ahead."""
+    if row.get("ahead_seconds") is None:
+        return "-"
+    same = "same plot" if row["ahead_same"] else "**a different plot**"
+    return f"{row['ahead_seconds']:.1f} ({same}; ready {row['ahead_ready']:.0f} s into the audit)"
+
+
+def response_seconds(row):
+    """What a student waits for this move: computed ahead where it was, else computed."""
+    return row["ahead_seconds"] if row.get("ahead_seconds") is not None else row["seconds"]
+
+
+def medians_line(section):
+    """The medians over every move of a profile's section (its table rows): computed, and as a student gets it."""
+    computed, response = [], []
+    for match in re.finditer(r"^\| .* \| ([0-9.]+) \| (-|[0-9.]+)(?: \(.*\))? \|$", section, re.M):
+        computed.append(float(match.group(1)))
+        response.append(computed[-1] if match.group(2) == "-" else float(match.group(2)))
+    if not computed:
+        return ""
+    return (f"Median slider move over the {len(computed)} moves: {statistics.median(computed):.2f} s computed in the "
+            f"kernel, {statistics.median(response):.2f} s as a student gets it (computed ahead where it was, "
+            "`kdlab.panel_ahead`).")
 
 
 def write_results(profile, blocks, path=RESULTS):
@@ -117,10 +149,12 @@ def write_results(profile, blocks, path=RESULTS):
         for match in block.finditer(found.group(0)):
             merged[match.group(1)] = match.group(0).strip() + "\n"
     merged.update({stem: text.strip() + "\n" for stem, text in blocks.items()})
+    blocks_text = [merged[stem] for stem in sorted(merged)]
+    medians = medians_line("\n".join(blocks_text))
     text = "\n".join([f"<!-- profile: {profile} -->", f"## Profile `{profile}`", "",
                       f"Last run {datetime.date.today().isoformat()} on {platform.node() or 'this machine'} "
                       f"({os.cpu_count()} CPU cores), python {platform.python_version()}.", ""]
-                     + [merged[stem] for stem in sorted(merged)] + [f"<!-- end profile: {profile} -->"])
+                     + ([medians, ""] if medians else []) + blocks_text + [f"<!-- end profile: {profile} -->"])
     new = section.sub(lambda _: text, old) if found else old.rstrip() + "\n\n" + text + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(new)
@@ -136,14 +170,18 @@ def main(argv=None):
                         help="folder for the executed notebooks (default: runs/slider_effects/PROFILE)")
     parser.add_argument("--results", type=Path, default=RESULTS, help=f"Markdown file (default: {RESULTS})")
     parser.add_argument("--summary", type=Path, help="results.json of the runs (default: in the --out folder)")
+    parser.add_argument("--no-ahead", dest="ahead", action="store_false",
+                        help="no settings computed ahead (as in a headless run; by default the kernels compute "
+                             "them as a student's live kernel does, KDLAB_PANEL_AHEAD=1)")
     args = parser.parse_args(argv)
+    os.environ["KDLAB_PANEL_AHEAD"] = "1" if args.ahead else "0"
     paths = args.notebooks or runner.find_notebooks(REPO_ROOT / "notebooks")
     out_dir = (args.out or runs_dir() / "slider_effects" / args.profile).resolve()
     timeout = args.timeout or runner.DEFAULT_TIMEOUTS[args.profile][1]
     results = []
     for path in paths:
         print(f"{path.name} ({args.profile}) ...", end=" ", flush=True)
-        run, rows = audit_notebook(Path(path).resolve(), out_dir, args.profile, timeout)
+        run, rows = audit_notebook(Path(path).resolve(), out_dir, args.profile, timeout, args.ahead)
         print(f"{run.status} in {run.seconds:.0f} s", flush=True)
         results.append((Path(path), run, rows or []))
     blocks = {path.stem: notebook_block(path, run, rows) for path, run, rows in results}
@@ -152,7 +190,8 @@ def main(argv=None):
     summary = runner.write_summary([run for _, run, _ in results], args.summary or out_dir / "results.json",
                                    profile=args.profile)
     print(f"written: {args.results}, {summary}")
-    failed = any(not run.ok or not rows or not all(r["ok"] for r in rows) for _, run, rows in results)
+    failed = any(not run.ok or not rows or not all(r["ok"] and r.get("ahead_same") is not False for r in rows)
+                 for _, run, rows in results)
     return 1 if failed else 0
 
 

@@ -34,7 +34,7 @@ import warnings
 
 from .errors import ParameterError
 
-_pool = {"executor": None, "workers": 0}
+_pool = {"executor": None, "workers": 0, "here_only": False}
 
 
 def usable_cores():
@@ -111,7 +111,7 @@ atexit.register(shutdown)
 def warm_up(workers, module="kdlab"):
     """Start the `workers` processes now, each importing `module`, while this process goes on: the first run
     sent to them (a slider's) then does not wait for a fresh Python to import torch. Nothing with one worker."""
-    if workers > 1:
+    if _check_workers(workers) > 1:
         for _ in range(workers):
             _executor(workers).submit(_import, module)
 
@@ -121,8 +121,16 @@ def _import(module):
 
 
 def _check_workers(workers):
+    """`workers` if it is a whole number >= 1; 1 in a process that runs everything itself (`here_only`)."""
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ParameterError("workers", workers, "a whole number of processes, 1 or more (e.g. run.workers)")
+    return 1 if _pool["here_only"] else workers
+
+
+def here_only():
+    """From now on this process computes every run itself (`workers` counts as 1): for a forked copy of a
+    kernel (`kdlab.panel_ahead`), whose copies of the kernel's worker pool and its threads do not work."""
+    _pool.update(executor=None, workers=0, here_only=True)
 
 
 def pickled_or_reason(fn):
@@ -138,8 +146,7 @@ def imap_in_workers(fn, items, workers=1, cost=None):
     given, is a guess of an item's run time: the workers then take the costliest items first, so that no long
     run starts last while the other workers wait (the results still come in the items' order)."""
     items = list(items)
-    _check_workers(workers)
-    workers = min(workers, len(items))
+    workers = min(_check_workers(workers), len(items))
     payload, reason = pickled_or_reason(fn) if workers > 1 else (None, None)
     if reason is not None:
         print(f"{reason}: running the {len(items)} items one after another in this process "
@@ -192,7 +199,7 @@ def start(fn, workers=1):
     """Start `fn()` in a worker process and go on; `.result()` of the returned Job gives its value. With
     `workers=1` (or a GPU, or an `fn` that cannot be pickled) `fn()` runs when `.result()` is first called,
     in this process, so a notebook computes exactly what it computed in that place before."""
-    _check_workers(workers)
+    workers = _check_workers(workers)
     payload, reason = pickled_or_reason(fn) if workers > 1 else (None, None)
     if reason is not None:
         print(f"{reason}: it will run in this process when its result is needed")

@@ -15,13 +15,17 @@ import hashlib
 import html
 import json
 import math
+import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 
 import matplotlib.pyplot as plt
 import numpy as np
 
+from . import panel_ahead
 from .env import headless
 from .errors import ParameterError
+from .panel_ahead import setting_key
 
 _PANELS = []  # every Panel created in this process, in order (audit_sliders' default)
 
@@ -76,6 +80,10 @@ class Panel:
         self._readout_widget = None
         self.box = None  # the ipywidgets box, once shown interactively
         self.plotted = None  # digest of the data in the last figure shown
+        self.computed = OrderedDict()  # setting key -> data, newest last (`panel_ahead`'s and this kernel's)
+        self.compute_seconds = None  # the last compute's time in this kernel
+        self.source = None  # where the last `set` found its data: "computed", "kept" or "ahead"
+        self._ahead, self._ahead_keys, self._look_ahead = None, set(), True
         register(self)
 
     @property
@@ -93,9 +101,72 @@ class Panel:
             if name not in self.controls:
                 raise ParameterError("control", name, f"one of {sorted(self.controls)}")
             self.values[name] = self.controls[name].check(name, value)
-        self.data = self.compute(**self.values)
+        self.data = self._data_for(self.values)
         self.calls += 1
+        if self._look_ahead:
+            self.look_ahead()
         return self.data
+
+    # the settings kept and computed ahead (kdlab.panel_ahead) ----------------------------------------
+    KEEP = 32  # settings kept per panel, the oldest dropped first
+    AHEAD_FROM_SECONDS = 0.3  # a compute faster than this is not worth a copy of the kernel
+
+    def _data_for(self, values):
+        """The data of `values`: kept from an earlier `set` or computed ahead when available (compute is a
+        pure function of the values), else computed here."""
+        key = setting_key(values)
+        self._collect()
+        if self.computed.get(key) is not None:
+            self.source = "ahead" if key in self._ahead_keys else "kept"
+            data = self.computed.pop(key)
+        else:
+            started = time.perf_counter()
+            data, self.source = self.compute(**values), "computed"
+            self.compute_seconds = time.perf_counter() - started
+            self._ahead_keys.discard(key)
+        self._keep(key, data)
+        return data
+
+    def _keep(self, key, data):
+        self.computed[key] = data
+        while len(self.computed) > self.KEEP:
+            self._ahead_keys.discard(self.computed.popitem(last=False)[0])
+
+    def _collect(self):
+        if self._ahead is None:
+            return
+        for key, data in self._ahead.collect().items():
+            if data is not None and key not in self.computed:
+                self._keep(key, data)
+                self._ahead_keys.add(key)
+
+    def look_ahead(self):
+        """Compute the settings one slider away from the current one in a copy of this kernel, at the lowest
+        priority (`kdlab.panel_ahead`), stopping the copy that worked around the previous setting. Only where
+        `panel_ahead.wanted()` and this panel's compute takes long enough to be worth it."""
+        self.stop_ahead()
+        if self.compute_seconds is None or self.compute_seconds < self.AHEAD_FROM_SECONDS or not panel_ahead.wanted():
+            return
+        todo = [s for s in panel_ahead.neighbours(self.controls, self.values) if setting_key(s) not in self.computed]
+        if todo:
+            self._ahead = panel_ahead.Ahead(self.compute, todo)
+
+    def stop_ahead(self):
+        if self._ahead is not None:
+            self._collect()  # what the copy finished stays
+            self._ahead.stop()
+            self._ahead = None
+
+    def wait_ahead(self, timeout=300.0):
+        """Wait until the copy computing ahead has finished (or `timeout` seconds); returns the seconds waited."""
+        started = time.perf_counter()
+        while self._ahead is not None and time.perf_counter() - started < timeout:
+            self._collect()
+            if not self._ahead.pending or not self._ahead.running():
+                self._collect()
+                break
+            time.sleep(0.05)
+        return time.perf_counter() - started
 
     def figure(self):
         """Draw the current data into a new figure (does not display it)."""
@@ -170,7 +241,12 @@ class Panel:
             plt.close(fig)
         if self._readout_widget is not None:  # data-plotted: what the figure shows, for browser tests
             self._readout_widget.value = (f"<code class='kdlab-readout' data-plotted='{self.plotted}'>"
-                                          f"{html.escape(self.readout_text(), quote=False)}</code>")
+                                          f"{html.escape(self.readout_text(), quote=False)}</code>"
+                                          + SOURCE_NOTES.get(self.source, ""))
+
+
+SOURCE_NOTES = {"ahead": " <small>(computed ahead while you read: <code>kdlab.panel_ahead</code>)</small>",
+                "kept": " <small>(kept from when you were here before)</small>"}
 
 
 # -- the registry ---------------------------------------------------------------------------------------
@@ -410,6 +486,9 @@ class SliderEffect:
     changes: dict  # series name -> {"max_abs", "pixels", "relative", "note"}
     seconds: float
     error: str = None
+    ahead_seconds: float = None  # the same move with the data computed ahead (`audit_sliders(ahead=True)`)
+    ahead_same: bool = None  # ... and whether they plot the same as the data computed afresh
+    ahead_ready: float = None  # seconds into the audit when all of the panel's settings computed ahead were there
 
     @property
     def max_abs(self):
@@ -439,15 +518,22 @@ def moved_value(control, steps=2, log_factor=10.0):
     return control.min if value - control.min >= control.max - value else control.max
 
 
-def audit_sliders(panels=None, *, steps=2, log_factor=10.0, print_table=False):
+def audit_sliders(panels=None, *, steps=2, log_factor=10.0, print_table=False, ahead=False, ahead_timeout=300.0):
     """Move each control of each panel (default: every registered panel) to `moved_value`, recompute,
     redraw, and report which plotted series changed; each panel gets its values and data back after.
 
-    Costs one `compute` per control (a retrain for the training panels). Returns a list of SliderEffect.
-    """
+    Costs one `compute` per control (a retrain for the training panels). `ahead=True` first waits for each
+    panel's settings computed ahead (`Panel.look_ahead`, at most `ahead_timeout` s), times the move as a student
+    gets it (`ahead_seconds`: the data computed ahead where the move is one of them, and the redraw), then
+    computes the moved setting afresh and checks that both gave the same plotted data (`ahead_same`).
+    Returns a list of SliderEffect."""
     panels = registered_panels() if panels is None else list(panels)
     names = {}
     rows = []
+    audit_start, ready = time.perf_counter(), {}
+    for panel in panels if ahead else ():
+        panel.wait_ahead(ahead_timeout)  # the copies of all panels compute side by side meanwhile
+        ready[id(panel)] = time.perf_counter() - audit_start
     for panel in panels:
         names[panel.name] = names.get(panel.name, 0) + 1
         panel_name = panel.name if names[panel.name] == 1 else f"{panel.name} #{names[panel.name]}"
@@ -455,15 +541,24 @@ def audit_sliders(panels=None, *, steps=2, log_factor=10.0, print_table=False):
             panel.set()
         saved_values, saved_data, saved_calls = dict(panel.values), panel.data, panel.calls
         before = _series_of(panel)
+        panel._look_ahead = False  # the audit's moves do not restart the copy computing ahead
         try:
             for control_name, control in panel.controls.items():
                 if control.kind == "button":
                     continue
                 old = saved_values[control_name]
                 new = moved_value(Control(**{**asdict(control), "value": old}), steps, log_factor)
-                rows.append(_one_move(panel, panel_name, control_name, old, new, saved_values, before))
+                ahead_move = _ahead_move(panel, control_name, new, saved_values) if ahead else None
+                panel.computed.pop(setting_key({**saved_values, control_name: new}), None)  # computed afresh
+                row, after = _one_move(panel, panel_name, control_name, old, new, saved_values, before)
+                if ahead_move is not None and after is not None:
+                    seconds, series = ahead_move
+                    row.ahead_seconds, row.ahead_same = seconds, not compare_series(series, after)
+                row.ahead_ready = ready.get(id(panel))
+                rows.append(row)
         finally:
             panel.values, panel.data, panel.calls = saved_values, saved_data, saved_calls
+            panel._look_ahead = True
     if print_table:
         print(format_audit(rows))
     return rows
@@ -477,9 +572,18 @@ def _series_of(panel):
         plt.close(fig)
 
 
-def _one_move(panel, panel_name, control_name, old, new, saved_values, before):
-    import time
+def _ahead_move(panel, control_name, new, saved_values):
+    """(seconds, plotted series) of a move whose data were computed ahead, or None where they were not."""
+    if panel.computed.get(setting_key({**saved_values, control_name: new})) is None:
+        return None
+    start = time.perf_counter()
+    panel.values = dict(saved_values)
+    panel.set(**{control_name: new})
+    series = _series_of(panel)
+    return (time.perf_counter() - start, series) if panel.source == "ahead" else None
 
+
+def _one_move(panel, panel_name, control_name, old, new, saved_values, before):
     start = time.perf_counter()
     try:
         panel.values = dict(saved_values)
@@ -487,11 +591,11 @@ def _one_move(panel, panel_name, control_name, old, new, saved_values, before):
         after = _series_of(panel)
     except Exception as error:  # noqa: BLE001 (a panel that fails at an allowed value is a finding)
         return SliderEffect(panel_name, control_name, old, new, False, False, [], {},
-                            time.perf_counter() - start, f"{type(error).__name__}: {error}")
+                            time.perf_counter() - start, f"{type(error).__name__}: {error}"), None
     changes = compare_series(before, after)
     return SliderEffect(panel_name, control_name, old, new, bool(changes),
                         any(visible(change) for change in changes.values()), list(changes), changes,
-                        time.perf_counter() - start)
+                        time.perf_counter() - start), after
 
 
 def format_audit(rows, width=100):
@@ -544,13 +648,15 @@ def read_audit(path):
         return json.load(file)
 
 
-def with_audit_cell(notebook_path, copy_path, json_path):
-    """Copy a notebook with one more cell at the end that audits every slider into `json_path`."""
+def with_audit_cell(notebook_path, copy_path, json_path, ahead=False):
+    """Copy a notebook with one more cell at the end that audits every slider into `json_path` (`ahead`: as
+    `audit_sliders(ahead=True)`, for a kernel started with KDLAB_PANEL_AHEAD=1)."""
     import nbformat
 
     notebook = nbformat.read(str(notebook_path), as_version=4)
+    options = ", ahead=True" if ahead else ""
     cell = nbformat.v4.new_code_cell("from kdlab.widgets import audit_sliders, save_audit\n"
-                                     f"save_audit(audit_sliders(print_table=True), {str(json_path)!r})")
+                                     f"save_audit(audit_sliders(print_table=True{options}), {str(json_path)!r})")
     cell.metadata["tags"] = [AUDIT_TAG]
     notebook.cells.append(cell)
     nbformat.write(notebook, str(copy_path))
