@@ -31,12 +31,14 @@ LOG_STEPS = (1, 2, 4)  # a log slider (a quarter decade per step) also a decade 
 
 
 def setting_key(values):
-    """A hashable key of a panel's control values (the cache's key)."""
+    """A hashable key of a panel's control values (the cache's key). Floats to 12 significant digits: the
+    browser's slider computes 10 ** -3.75 or 0.05 * 17 in its own way, and a last-bit difference must not
+    make a setting computed ahead look like another one."""
     return tuple(sorted((name, _plain(value)) for name, value in values.items()))
 
 
 def _plain(value):
-    return float(value) if isinstance(value, float) else value
+    return float(f"{value:.12g}") if isinstance(value, float) else value
 
 
 def neighbours(controls, values, steps=STEPS, log_steps=LOG_STEPS):

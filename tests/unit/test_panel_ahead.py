@@ -151,3 +151,13 @@ def test_the_audit_catches_a_compute_that_is_not_a_function_of_its_values(monkey
 def test_setting_keys_ignore_the_order_of_the_values():
     assert setting_key({"A": 1.0, "B": "x"}) == setting_key({"B": "x", "A": 1.0})
     assert setting_key({"A": 1.0}) != setting_key({"A": 1.5})
+
+
+def test_setting_keys_match_the_values_a_browser_slider_sends():
+    """A log slider's widget sends 10 ** exponent and a float slider step multiples computed its own way: the
+    neighbours computed ahead must still be found under those values."""
+    controls = {"LR": log_slider(1e-4, 1e-5, 1e-1), "A": slider(0.8, 0.0, 1.0, 0.05)}
+    ahead = {setting_key(s) for s in neighbours(controls, {"LR": 1e-4, "A": 0.8})}
+    assert setting_key({"LR": 10 ** -3.75, "A": 0.8}) in ahead and setting_key({"LR": 10 ** -4.5, "A": 0.8}) in ahead
+    assert setting_key({"LR": 1e-4, "A": 0.05 * 17}) in ahead
+    assert setting_key({"LR": 1e-4, "A": 0.7000000000000001}) in ahead
