@@ -119,11 +119,6 @@ def ahead_cell(row):
     return f"{row['ahead_seconds']:.1f} ({same}; ready {row['ahead_ready']:.0f} s into the audit)"
 
 
-def response_seconds(row):
-    """What a student waits for this move: computed ahead where it was, else computed."""
-    return row["ahead_seconds"] if row.get("ahead_seconds") is not None else row["seconds"]
-
-
 def medians_line(section):
     """The medians over every move of a profile's section (its table rows): computed, and as a student gets it."""
     computed, response = [], []

@@ -41,6 +41,13 @@ def _plain(value):
     return float(f"{value:.12g}") if isinstance(value, float) else value
 
 
+def snapped(control, candidate):
+    """`candidate` as the control holds it (a whole number for an int slider, 12 significant digits for a float),
+    or None outside the control's range."""
+    candidate = int(round(candidate)) if control.kind == "int" else _plain(float(candidate))
+    return candidate if control.min <= candidate <= control.max else None
+
+
 def neighbours(controls, values, steps=STEPS, log_steps=LOG_STEPS):
     """The settings one slider away from `values`: each number slider `steps` steps either way (a log slider
     `log_steps` steps of a quarter decade, as its widget moves), each choice at each other option; inside the
@@ -66,12 +73,8 @@ def _moves(control, value, step):
         candidates = [value * 10 ** (-0.25 * step), value * 10 ** (0.25 * step)]
     else:
         candidates = [value - step * control.step, value + step * control.step]
-    moved = []
-    for candidate in candidates:
-        candidate = int(round(candidate)) if control.kind == "int" else float(f"{candidate:.12g}")
-        if control.min <= candidate <= control.max and not math.isclose(candidate, value):
-            moved.append(candidate)
-    return moved
+    moved = [snapped(control, candidate) for candidate in candidates]
+    return [candidate for candidate in moved if candidate is not None and not math.isclose(candidate, value)]
 
 
 def wanted():
@@ -88,7 +91,7 @@ def _can_fork():
     """Linux, and no CUDA context yet (a forked copy cannot use the kernel's)."""
     torch = sys.modules.get("torch")
     cuda_started = torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized()
-    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods() and not cuda_started
+    return sys.platform.startswith("linux") and not cuda_started
 
 
 class Ahead:

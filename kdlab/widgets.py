@@ -25,7 +25,7 @@ import numpy as np
 from . import panel_ahead
 from .env import headless
 from .errors import ParameterError
-from .panel_ahead import setting_key
+from .panel_ahead import setting_key, snapped
 
 _PANELS = []  # every Panel created in this process, in order (audit_sliders' default)
 
@@ -160,12 +160,12 @@ class Panel:
     def wait_ahead(self, timeout=300.0):
         """Wait until the copy computing ahead has finished (or `timeout` seconds); returns the seconds waited."""
         started = time.perf_counter()
-        while self._ahead is not None and time.perf_counter() - started < timeout:
-            self._collect()
-            if not self._ahead.pending or not self._ahead.running():
-                self._collect()
+        while self._ahead is not None and self._ahead.pending and self._ahead.running():
+            if time.perf_counter() - started > timeout:
                 break
+            self._collect()
             time.sleep(0.05)
+        self._collect()  # the last results, written before the copy ended
         return time.perf_counter() - started
 
     def figure(self):
@@ -512,8 +512,8 @@ def moved_value(control, steps=2, log_factor=10.0):
     else:
         candidates = (value - steps * control.step, value + steps * control.step)
     for candidate in candidates:
-        candidate = int(round(candidate)) if control.kind == "int" else float(f"{candidate:.12g}")
-        if control.min <= candidate <= control.max and candidate != value:
+        candidate = snapped(control, candidate)
+        if candidate is not None and candidate != value:
             return candidate
     return control.min if value - control.min >= control.max - value else control.max
 
