@@ -21,7 +21,7 @@ from .errors import ParameterError
 @dataclass
 class StepCost:
     seconds: float  # median wall time of one step
-    peak_bytes: int  # most bytes held at once by the step, above what was alive before it
+    peak_bytes: int  # most bytes held at once by the step, above what was alive before it (None: not measured)
 
     @property
     def peak_mb(self):
@@ -70,8 +70,9 @@ def _cuda_peak_bytes(step, device):
     return torch.cuda.max_memory_allocated(device) - before
 
 
-def step_cost(step, *, repeats=5, warmup=1, device="cpu") -> StepCost:
-    """Median seconds over `repeats` calls of `step()` (after `warmup` calls) and its peak memory."""
+def step_cost(step, *, repeats=5, warmup=1, device="cpu", peak=True) -> StepCost:
+    """Median seconds over `repeats` calls of `step()` (after `warmup` calls) and its peak memory (`peak=False`:
+    not measured, `peak_bytes` None; on the CPU the profiler's allocation timeline costs several steps' time)."""
     if not isinstance(repeats, int) or repeats < 1:
         raise ParameterError("repeats", repeats, "an integer >= 1")
     device = torch.device(device)
@@ -85,8 +86,10 @@ def step_cost(step, *, repeats=5, warmup=1, device="cpu") -> StepCost:
         step()
         sync()
         times.append(time.perf_counter() - start)
-    peak = _cuda_peak_bytes(step, device) if device.type == "cuda" else _cpu_peak_bytes(step)
-    return StepCost(statistics.median(times), int(peak))
+    if not peak:
+        return StepCost(statistics.median(times), None)
+    peak_bytes = _cuda_peak_bytes(step, device) if device.type == "cuda" else _cpu_peak_bytes(step)
+    return StepCost(statistics.median(times), int(peak_bytes))
 
 
 def state_bytes(*objects):

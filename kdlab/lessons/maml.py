@@ -267,7 +267,7 @@ def meta_gradient_lab(net, task, *, steps_list, lr, with_finite_differences=True
         for name, first_order in (("second", False), ("first", True)):
             def gradient(fo=first_order):
                 grads[name] = meta_gradient(net, task, steps=steps, lr=lr, first_order=fo)
-            row[f"{name}_ms"] = 1000 * step_cost(gradient, repeats=repeats, warmup=1).seconds
+            row[f"{name}_ms"] = 1000 * step_cost(gradient, repeats=repeats, warmup=1, peak=False).seconds
             row[f"{name}_saved_kb"] = saved_tensor_bytes(gradient) / 1024
         row["cos_first_vs_second"] = float(F.cosine_similarity(grads["first"], grads["second"], dim=0))
         if with_finite_differences:

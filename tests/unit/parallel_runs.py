@@ -51,3 +51,10 @@ def start_time_after_pause(item):
     started = time.monotonic()
     time.sleep(0.3)
     return started
+
+
+def imported_modules(names):
+    """Which of `names` this process has imported (for the warm-up test)."""
+    import sys
+
+    return [name for name in names if name in sys.modules]

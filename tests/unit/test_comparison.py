@@ -160,6 +160,19 @@ def test_step_costs_amortise_the_meta_step(bench):
     assert table.count("\n") == 4 and "(baseline)" in table
 
 
+def test_rounds_keep_the_fastest_time_and_profile_the_memory_once(bench, monkeypatch):
+    calls = []
+
+    def fake_step_cost(fn, *, repeats, warmup, device, peak):
+        calls.append(peak)
+        return StepCost(1.0 / len(calls), 1000 + len(calls) if peak else None)
+
+    monkeypatch.setattr(C, "step_cost", fake_step_cost)
+    costs = C.step_costs(bench, ("KD",), rounds=3)
+    assert calls == [True, False, False], "the memory is profiled in the first round only"
+    assert costs["KD"]["cost"] == StepCost(1.0 / 3, 1001), "the fastest round's time, the first round's memory"
+
+
 def test_every_method_times_its_own_step(bench):
     for name in C.COST_METHODS:
         parts = C.step_components(bench, name)

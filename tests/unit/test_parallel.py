@@ -9,8 +9,8 @@ import torch
 from kdlab import parallel, stats
 from kdlab.errors import ParameterError
 
-from .parallel_runs import (accuracy_of_seed, distil_cnn, fail_on_two, square_after_pause, start_time_after_pause,
-                            warn_and_return)
+from .parallel_runs import (accuracy_of_seed, distil_cnn, fail_on_two, imported_modules, square_after_pause,
+                            start_time_after_pause, warn_and_return)
 
 
 def test_a_run_in_a_worker_equals_the_run_in_this_process_bit_for_bit():
@@ -107,3 +107,11 @@ def test_the_costliest_items_start_first_and_the_results_keep_the_items_order():
     started = parallel.map_in_workers(start_time_after_pause, items, workers=2, cost=lambda item: item)
     assert max(started[3], started[2]) < min(started[1], started[0])  # 3 and 2 first, then 1 and 0
     assert parallel.map_in_workers(square_after_pause, items, workers=2, cost=lambda item: -item) == [0, 1, 4, 9]
+
+
+def test_warm_workers_have_imported_what_the_first_optimizer_needs():
+    parallel.shutdown()
+    parallel.warm_up(2, "kdlab.stats")
+    names = ["kdlab.stats", "torch._dynamo", "kdlab.lessons.tsmd"]
+    seen = parallel.map_in_workers(imported_modules, [names] * 2, workers=2)
+    assert seen == [names[:2]] * 2, "each worker imports the module asked for and torch._dynamo, nothing more"

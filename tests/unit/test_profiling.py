@@ -32,6 +32,14 @@ def test_a_backward_pass_through_a_wider_layer_costs_more_memory():
     assert memory_ratio > 8
 
 
+def test_without_peak_the_step_runs_only_its_warmup_and_repeats():
+    calls = []
+    cost = step_cost(lambda: calls.append(torch.empty(2**20)), repeats=3, warmup=1, peak=False)
+    assert cost.peak_bytes is None and len(calls) == 4, "peak=False must not run the step a fifth time to profile it"
+    step_cost(lambda: calls.append(torch.empty(2**20)), repeats=3, warmup=1)
+    assert len(calls) == 9
+
+
 def test_repeats_must_be_positive():
     with pytest.raises(ParameterError, match="repeats=0"):
         step_cost(lambda: None, repeats=0)
