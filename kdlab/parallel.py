@@ -25,6 +25,7 @@ a worker as in the notebook's own process, bit for bit on the CPU (`tests/unit/t
 """
 import atexit
 import contextlib
+import functools
 import importlib
 import io
 import multiprocessing
@@ -209,6 +210,21 @@ def start(fn, workers=1):
     if workers <= 1 or reason is not None:
         return Job(fn, None)
     return Job(fn, _submit(payload, (), workers))
+
+
+def start_each(fn, items, workers=1):
+    """[start(functools.partial(fn, item), workers) for item in items], with `fn` pickled once: every item's run
+    queued in the workers now, in the items' order, while this process goes on; `job.result()` gives each. A
+    notebook starts the runs of a later cell this way, so that they fill the cores its own runs leave idle.
+    With `workers=1` (or an `fn` that cannot be pickled) each runs in this process when its result is needed."""
+    items = list(items)
+    workers = _check_workers(workers)
+    payload, reason = pickled_or_reason(fn) if workers > 1 else (None, None)
+    if reason is not None:
+        print(f"{reason}: each of the {len(items)} runs will run in this process when its result is needed")
+    if workers <= 1 or reason is not None:
+        return [Job(functools.partial(fn, item), None) for item in items]
+    return [Job(None, _submit(payload, (item,), workers)) for item in items]
 
 
 def map_in_workers(fn, items, workers=1, cost=None):

@@ -1,5 +1,6 @@
-"""Notebook 06 (TSMD): the KD_WEIGHT x TEMPERATURE grid on meta-validation episodes (`kd_sweep`), its cells
-meta-trained side by side in worker processes (`kdlab.parallel`), and its figure (`plot_sweep`)."""
+"""Notebook 06 (TSMD): the KD_WEIGHT x TEMPERATURE grid on meta-validation episodes (`kd_sweep`, or
+`start_kd_sweep` to go on while it computes), its cells meta-trained side by side in worker processes
+(`kdlab.parallel`), and its figure (`plot_sweep`)."""
 import copy
 import functools
 import time
@@ -14,16 +15,24 @@ from ..stats import episodes_ci
 from ..train import fit_episodes
 
 
-def kd_sweep(data, teacher, student0, *, kd_weights, temperatures, shots, ways, queries, iterations, meta_batch,
-             val_tasks, seed, inner_steps, inner_lr, teacher_inner_steps, meta_lr, device="cpu", trained=None,
-             workers=1):
+def kd_sweep(data, teacher, student0, **options):
     """Meta-train "ours" for every (KD_WEIGHT, TEMPERATURE) of the grid from the same initialisation and
-    episodes; score each on the meta-VALIDATION episodes (the grid never sees the test classes). KD weight 0
-    is plain MAML on the student (exactly: the unit tests), run once as the "student" variant. `trained` maps
-    (w, T) (or (0.0, None)) to a (teacher, student) pair already meta-trained with this budget (the Table 1
-    rows). `workers` > 1 meta-trains the other cells in that many processes side by side (`kdlab.parallel`),
-    each with the numbers it gets alone. Returns a list of {"kd_weight", "temperature", "effective" (= w T^2),
-    "accuracy", "ci", "seconds"}."""
+    episodes; score each on the meta-VALIDATION episodes (the grid never sees the test classes): `start_kd_sweep`
+    (same arguments), waiting for its rows."""
+    return start_kd_sweep(data, teacher, student0, **options).rows()
+
+
+def start_kd_sweep(data, teacher, student0, *, kd_weights, temperatures, shots, ways, queries, iterations, meta_batch,
+                   val_tasks, seed, inner_steps, inner_lr, teacher_inner_steps, meta_lr, device="cpu", trained=None,
+                   workers=1):
+    """The KD grid's runs, started: every (KD_WEIGHT, TEMPERATURE) cell meta-trained as "ours" from the same
+    initialisation and episodes, and scored on the meta-VALIDATION episodes. KD weight 0 is plain MAML on the
+    student (exactly: the unit tests), run once as the "student" variant. `trained` maps (w, T) (or (0.0, None))
+    to a (teacher, student) pair already meta-trained with this budget (the Table 1 rows): those are only scored.
+    With `workers` > 1 every cell is queued in the worker processes now (`kdlab.parallel.start_each`), the ones
+    to train first, each with the numbers it gets alone, and this process goes on; runs started after this call
+    queue behind them. `.rows()` of the returned SweepRuns waits for them: a list of {"kd_weight", "temperature",
+    "effective" (= w T^2), "accuracy", "ci", "seconds", "reused"}."""
     trained = dict(trained or {})
     keys = list(dict.fromkeys(_sweep_key(w, t) for w in kd_weights for t in temperatures))
     # a key with T None (KD weight 0) runs with the grid's first temperature, which the student variant ignores
@@ -31,16 +40,25 @@ def kd_sweep(data, teacher, student0, *, kd_weights, temperatures, shots, ways, 
         shots=shots, ways=ways, queries=queries, iterations=iterations, meta_batch=meta_batch, val_tasks=val_tasks,
         seed=seed, inner_steps=inner_steps, inner_lr=inner_lr, teacher_inner_steps=teacher_inner_steps,
         meta_lr=meta_lr, device=device, any_temperature=float(temperatures[0])))
-    fresh = [key for key in keys if key not in trained]
-    scored = dict(zip(fresh, parallel.map_in_workers(cell, fresh, workers)))
-    scored.update({key: cell(key) for key in keys if key in trained})
-    rows = []
-    for w in kd_weights:
-        for t in temperatures:
-            ci, seconds, reused = scored[_sweep_key(w, t)]
-            rows.append({"kd_weight": float(w), "temperature": float(t), "effective": float(w * t * t),
-                         "accuracy": ci.mean, "ci": ci.half_width, "seconds": seconds, "reused": reused})
-    return rows
+    order = [key for key in keys if key not in trained] + [key for key in keys if key in trained]
+    return SweepRuns(kd_weights, temperatures, dict(zip(order, parallel.start_each(cell, order, workers))))
+
+
+class SweepRuns:
+    """The KD grid's started runs (`start_kd_sweep`)."""
+
+    def __init__(self, kd_weights, temperatures, jobs):
+        self.kd_weights, self.temperatures, self.jobs = list(kd_weights), list(temperatures), jobs
+
+    def rows(self):
+        """One row per (KD_WEIGHT, TEMPERATURE), in the grid's order, once every run is done."""
+        rows = []
+        for w in self.kd_weights:
+            for t in self.temperatures:
+                ci, seconds, reused = self.jobs[_sweep_key(w, t)].result()
+                rows.append({"kd_weight": float(w), "temperature": float(t), "effective": float(w * t * t),
+                             "accuracy": ci.mean, "ci": ci.half_width, "seconds": seconds, "reused": reused})
+        return rows
 
 
 def _sweep_key(w, t):

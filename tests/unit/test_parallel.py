@@ -115,3 +115,20 @@ def test_warm_workers_have_imported_what_the_first_optimizer_needs():
     names = ["kdlab.stats", "torch._dynamo", "kdlab.lessons.tsmd"]
     seen = parallel.map_in_workers(imported_modules, [names] * 2, workers=2)
     assert seen == [names[:2]] * 2, "each worker imports the module asked for and torch._dynamo, nothing more"
+
+
+def test_runs_started_each_queue_in_order_and_come_back_when_asked(capsys):
+    jobs = parallel.start_each(square_after_pause, [3, 1, 2], workers=2)
+    later = parallel.start(functools.partial(square_after_pause, 0), workers=2)   # queued behind them
+    assert later.result() == 0 and [job.result() for job in jobs] == [9, 1, 4]
+    out = capsys.readouterr().out
+    assert out == "item 0\nitem 3\nitem 1\nitem 2\n", "each run's printing comes with its result"
+    started = [job.result() for job in parallel.start_each(start_time_after_pause, [0, 1, 2, 3], workers=2)]
+    assert max(started[0], started[1]) < min(started[2], started[3]), "the workers take the runs in the items' order"
+
+
+def test_runs_started_each_without_workers_run_here_when_asked():
+    calls = []
+    jobs = parallel.start_each(lambda item: calls.append(item) or item * 10, [1, 2], workers=1)
+    assert calls == []
+    assert jobs[1].result() == 20 and calls == [2] and jobs[0].result() == 10 and calls == [2, 1]
