@@ -30,6 +30,7 @@ from pathlib import Path
 from kdlab import runner
 from kdlab import paths
 from kdlab.paths import REPO_ROOT
+from kdlab.profiling import cpu_model
 
 RESULTS = Path(__file__).resolve().parent / "results" / "class_before_after.md"
 HEADER = ["| notebook | base: seconds | current: seconds | speed-up | recorded numbers | load average before -> after |",
@@ -111,7 +112,7 @@ def write_table(rows, base_commit, current_commit, note=None):
     old.update(rows)
     if note:
         notes.append(f"- {datetime.date.today()}, {', '.join(sorted(rows))}: {note}")
-    stamp = (f"Last run {datetime.date.today()} on {platform.node()} ({os.cpu_count()} CPU cores), python "
+    stamp = (f"Last run {datetime.date.today()} on {platform.node()} ({os.cpu_count()} CPU cores, {cpu_model()}), python "
              f"{platform.python_version()}: base {base_commit}, current {current_commit}.")
     text = ["# Class run times before and after", "", "`python benchmarks/class_before_after.py --base REV`: "
             "each notebook's `class` run at the base revision and at the current one, one after the other on the "

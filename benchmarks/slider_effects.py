@@ -173,6 +173,11 @@ def main(argv=None):
     paths = args.notebooks or runner.find_notebooks(REPO_ROOT / "notebooks")
     out_dir = (args.out or runs_dir() / "slider_effects" / args.profile).resolve()
     timeout = args.timeout or runner.DEFAULT_TIMEOUTS[args.profile][1]
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from speed_probe import probe_seconds
+
+    probes = [probe_seconds()]   # the machine's speed before and after (benchmarks/speed_probe.py)
+    print(f"speed probe: {probes[0]:.2f} s", flush=True)
     results = []
     for path in paths:
         print(f"{path.name} ({args.profile}) ...", end=" ", flush=True)
@@ -182,8 +187,10 @@ def main(argv=None):
     blocks = {path.stem: notebook_block(path, run, rows) for path, run, rows in results}
     print("\n".join(blocks.values()))
     write_results(args.profile, blocks, args.results)
+    probes.append(probe_seconds())
+    print(f"speed probe: {probes[1]:.2f} s", flush=True)
     summary = runner.write_summary([run for _, run, _ in results], args.summary or out_dir / "results.json",
-                                   profile=args.profile)
+                                   profile=args.profile, machine={"speed_probe_seconds": probes})
     print(f"written: {args.results}, {summary}")
     failed = any(not run.ok or not rows or not all(r["ok"] and r.get("ahead_same") is not False for r in rows)
                  for _, run, rows in results)

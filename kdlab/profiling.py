@@ -121,6 +121,22 @@ def saved_tensor_bytes(fn):
     return total
 
 
+def cpu_model():
+    """The processor's model name ("AMD EPYC", "Intel(R) Xeon(R) ..."): machines that look alike (2 cores, the
+    same platform string) may run on different processors, at different speeds and with float kernels that
+    round differently, so a recorded run names its processor."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown"
+
+
 def load_average():
     """The machine's 1, 5 and 15 minute load averages (timings on a shared CPU are only as good as these)."""
     try:

@@ -275,13 +275,14 @@ def run_all(notebooks_dir, out_dir, profile, **options):
     return run_notebooks(find_notebooks(notebooks_dir), out_dir, profile, **options)
 
 
-def write_summary(runs, path, *, profile):
+def write_summary(runs, path, *, profile, machine=None):
     """Write the runs' status, run time and recorded key numbers as JSON (atomically); returns the path.
+    `machine` adds entries to the machine's description (the processor, the platform, the load average).
 
     This file is what the README's measured numbers are rendered from (`benchmarks/readme_numbers.py`)."""
     from .atomic import write_bytes
 
-    payload = {"profile": profile, "machine": _machine(),
+    payload = {"profile": profile, "machine": {**_machine(), **(machine or {})},
                "notebooks": {run.notebook.stem: {"status": run.status, "seconds": round(run.seconds, 1),
                                                  "results": run.results, "formats": run.formats}
                              for run in runs}}
@@ -293,7 +294,9 @@ def _machine():
     import platform
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    return {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average_1min": load}
+    from .profiling import cpu_model
+
+    return {"cpus": os.cpu_count(), "cpu": cpu_model(), "platform": platform.platform(), "load_average_1min": load}
 
 
 def format_table(runs, width=80):

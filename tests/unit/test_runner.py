@@ -88,6 +88,29 @@ def test_results_round_trip_through_metadata_and_outputs(course):
     assert "recorded: accuracy = 91.3%" in texts
 
 
+def test_the_summary_names_the_processor_and_keeps_what_the_caller_measured(course, tmp_path):
+    from kdlab.profiling import cpu_model
+
+    path = runner.write_summary(course[2], tmp_path / "results.json", profile="smoke",
+                                machine={"speed_probe_seconds": [0.8, 0.9]})
+    summary = json.loads(path.read_text())
+    assert summary["machine"]["cpu"] == cpu_model() != ""
+    assert summary["machine"]["speed_probe_seconds"] == [0.8, 0.9] and summary["machine"]["cpus"] == os.cpu_count()
+    assert summary["notebooks"]["01_records"]["results"]["accuracy"] == 0.9134
+
+
+def test_the_processor_is_read_from_cpuinfo(tmp_path, monkeypatch):
+    import builtins
+
+    from kdlab import profiling
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9B14\nflags\t: avx512f\n")
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda p, *a, **k: real_open(info if p == "/proc/cpuinfo" else p, *a, **k))
+    assert profiling.cpu_model() == "AMD EPYC 9B14"
+
+
 def test_failing_notebook_reports_the_cells_error(course):
     failed = course[2][1]
     assert not failed.ok and failed.error == "ValueError: ALPHA must be in [0, 1]"

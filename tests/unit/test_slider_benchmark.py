@@ -35,3 +35,17 @@ def test_a_move_computed_ahead_that_plots_something_else_is_flagged(bench):
     run = types.SimpleNamespace(status="ok", seconds=60.0, error=None)
     block = bench.notebook_block(Path("03_x.ipynb"), run, [_row(1.3, 0.2, same=False)])
     assert "**a different plot**" in block
+
+
+def test_the_speed_probe_times_real_steps_and_leaves_the_threads_alone():
+    import importlib.util as util
+
+    import torch
+
+    spec = util.spec_from_file_location("speed_probe", ROOT / "benchmarks" / "speed_probe.py")
+    probe = util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    threads = torch.get_num_threads()
+    short, longer = probe.probe_seconds(steps=5, repeats=1), probe.probe_seconds(steps=60, repeats=1)
+    assert 0 < short < longer, "more steps must take longer: the probe times the steps it runs"
+    assert torch.get_num_threads() == threads
