@@ -32,6 +32,7 @@ from pathlib import Path
 
 from kdlab import runner
 from kdlab.paths import REPO_ROOT, runs_dir
+from kdlab.profiling import cpu_model
 from kdlab.widgets import read_audit, with_audit_cell
 
 RESULTS = Path(__file__).resolve().parent / "results" / "slider_effects.md"
@@ -132,9 +133,9 @@ def medians_line(section):
             "`kdlab.panel_ahead`).")
 
 
-def write_results(profile, blocks, path=RESULTS):
+def write_results(profile, blocks, path=RESULTS, probes=()):
     """Put this run's notebook blocks into the profile's section of the results file, keeping the blocks of
-    notebooks not rerun; returns the section's text."""
+    notebooks not rerun; returns the section's text. `probes`: the speed probe's seconds before and after."""
     old = path.read_text() if path.exists() else HEADER
     section = re.compile(rf"<!-- profile: {profile} -->.*?<!-- end profile: {profile} -->", re.S)
     found = section.search(old)
@@ -148,7 +149,9 @@ def write_results(profile, blocks, path=RESULTS):
     medians = medians_line("\n".join(blocks_text))
     text = "\n".join([f"<!-- profile: {profile} -->", f"## Profile `{profile}`", "",
                       f"Last run {datetime.date.today().isoformat()} on {platform.node() or 'this machine'} "
-                      f"({os.cpu_count()} CPU cores), python {platform.python_version()}.", ""]
+                      f"({os.cpu_count()} CPU cores, {cpu_model()}), python {platform.python_version()}"
+                      + (f"; speed probe (`speed_probe.py`) {' s, then '.join(f'{p:.2f}' for p in probes)} s"
+                         if probes else "") + ".", ""]
                      + ([medians, ""] if medians else []) + blocks_text + [f"<!-- end profile: {profile} -->"])
     new = section.sub(lambda _: text, old) if found else old.rstrip() + "\n\n" + text + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -186,9 +189,9 @@ def main(argv=None):
         results.append((Path(path), run, rows or []))
     blocks = {path.stem: notebook_block(path, run, rows) for path, run, rows in results}
     print("\n".join(blocks.values()))
-    write_results(args.profile, blocks, args.results)
     probes.append(probe_seconds())
     print(f"speed probe: {probes[1]:.2f} s", flush=True)
+    write_results(args.profile, blocks, args.results, probes)
     summary = runner.write_summary([run for _, run, _ in results], args.summary or out_dir / "results.json",
                                    profile=args.profile, machine={"speed_probe_seconds": probes})
     print(f"written: {args.results}, {summary}")

@@ -37,6 +37,15 @@ def test_a_move_computed_ahead_that_plots_something_else_is_flagged(bench):
     assert "**a different plot**" in block
 
 
+def test_a_section_names_the_processor_and_the_speed_probes(bench, tmp_path):
+    from kdlab.profiling import cpu_model
+
+    run = types.SimpleNamespace(status="ok", seconds=60.0, error=None)
+    blocks = {"03_x": bench.notebook_block(Path("03_x.ipynb"), run, [_row(1.3)])}
+    text = bench.write_results("class", blocks, tmp_path / "results.md", probes=(0.96, 0.75))
+    assert f"CPU cores, {cpu_model()}), python" in text and "speed probe (`speed_probe.py`) 0.96 s, then 0.75 s." in text
+
+
 def test_the_speed_probe_times_real_steps_and_leaves_the_threads_alone():
     import importlib.util as util
 
