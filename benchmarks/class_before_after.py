@@ -100,15 +100,18 @@ def row(name, base, current):
             f"| {b_load:.1f} -> {c_after:.1f} |")
 
 
-def write_table(rows, base_commit, current_commit, note=None):
-    """Rows replace those of the same notebooks; the notes ("- " lines under the table) are kept, `note` added."""
+def write_table(rows, base_commit, current_commit, note=None, results=RESULTS):
+    """Rows replace those of the same notebooks; the notes under the table (each a "- " line and the indented
+    lines that continue it) are kept, `note` added."""
     old, notes = {}, []
-    if RESULTS.exists():
-        for line in RESULTS.read_text().splitlines():
+    if results.exists():
+        for line in results.read_text().splitlines():
             if line.startswith("| ") and not line.startswith(("| notebook", "|---")):
                 old[line.split(" | ")[0][2:]] = line
             elif line.startswith("- "):
                 notes.append(line)
+            elif line.startswith("  ") and notes:
+                notes[-1] += "\n" + line
     old.update(rows)
     if note:
         notes.append(f"- {datetime.date.today()}, {', '.join(sorted(rows))}: {note}")
@@ -118,8 +121,8 @@ def write_table(rows, base_commit, current_commit, note=None):
             "each notebook's `class` run at the base revision and at the current one, one after the other on the "
             "same machine, one torch thread.", "", stamp, "", *HEADER, *[old[k] for k in sorted(old)], "", *notes,
             ""]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(text))
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text("\n".join(text))
 
 
 def current_revision():
@@ -135,6 +138,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--base", required=True, help="the git revision to compare with (a commit, tag or branch)")
     parser.add_argument("--note", help="a sentence kept under the table (e.g. the state of the run cache)")
+    parser.add_argument("--results", type=Path, default=RESULTS,
+                        help="the Markdown table to update (default: results/class_before_after.md; a run of some "
+                             "notebooks against another base belongs in a file of its own)")
     parser.add_argument("notebooks", nargs="*", type=Path, help="default: every notebook in notebooks/")
     args = parser.parse_args(argv)
     notebooks = [p.resolve() for p in args.notebooks] or runner.find_notebooks(REPO_ROOT / "notebooks")
@@ -154,8 +160,8 @@ def main(argv=None):
         finally:
             subprocess.run(["git", "-C", str(REPO_ROOT), "worktree", "remove", "--force", str(base_root)],
                            capture_output=True)
-    write_table(rows, base_commit, current_commit, args.note)
-    print(json.dumps({"results": str(RESULTS.relative_to(REPO_ROOT))}))
+    write_table(rows, base_commit, current_commit, args.note, args.results)
+    print(json.dumps({"results": str(args.results)}))
     return 1 if failed else 0
 
 

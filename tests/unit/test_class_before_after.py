@@ -1,0 +1,28 @@
+"""benchmarks/class_before_after.py: its table keeps the notes under it, whole."""
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("class_before_after", ROOT / "benchmarks" / "class_before_after.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_rerun_keeps_every_line_of_the_notes_and_replaces_only_its_rows(tmp_path):
+    bench = _module()
+    results = tmp_path / "table.md"
+    rows = {"01_a": "| 01_a | 10 | 5 | 2.00x | identical | 1.0 -> 1.0 |",
+            "02_b": "| 02_b | 20 | 10 | 2.00x | identical | 1.0 -> 1.0 |"}
+    bench.write_table(rows, "base1", "cur1", None, results)
+    text = results.read_text()
+    text = text.rstrip("\n") + "\n- a note that runs\n  over two lines\n- a second note\n"
+    results.write_text(text)
+    bench.write_table({"02_b": "| 02_b | 20 | 8 | 2.50x | identical | 1.0 -> 1.0 |"}, "base2", "cur2", "new", results)
+    after = results.read_text()
+    assert "- a note that runs\n  over two lines\n- a second note\n" in after, "a note's second line was lost"
+    assert rows["01_a"] in after and "| 02_b | 20 | 8 | 2.50x |" in after and rows["02_b"] not in after
+    assert after.rstrip().endswith(": new") and "base base2, current cur2" in after
