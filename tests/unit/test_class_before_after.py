@@ -1,19 +1,9 @@
 """benchmarks/class_before_after.py: its table keeps the notes under it, whole."""
-import importlib.util
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("class_before_after", ROOT / "benchmarks" / "class_before_after.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from .benchmark_scripts import load_script
 
 
 def test_a_rerun_keeps_every_line_of_the_notes_and_replaces_only_its_rows(tmp_path):
-    bench = _module()
+    bench = load_script("class_before_after")
     results = tmp_path / "table.md"
     rows = {"01_a": "| 01_a | 10 | 5 | 2.00x | identical | 1.0 -> 1.0 |",
             "02_b": "| 02_b | 20 | 10 | 2.00x | identical | 1.0 -> 1.0 |"}

@@ -1,20 +1,18 @@
 """The README's measured numbers are the recorded ones: its notebook table is exactly what
 benchmarks/readme_numbers.py renders from benchmarks/results/class_run.json (a `make run` in class)."""
 import copy
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
+from .benchmark_scripts import load_script
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _renderer():
-    spec = importlib.util.spec_from_file_location("readme_numbers", ROOT / "benchmarks" / "readme_numbers.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("readme_numbers")
 
 
 def test_the_readme_table_is_rendered_from_the_recorded_class_run():

@@ -1,19 +1,16 @@
 """benchmarks/slider_effects.py: its table rows and the medians it reads back from them."""
-import importlib.util
 import types
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from .benchmark_scripts import load_script
+
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("slider_effects", ROOT / "benchmarks" / "slider_effects.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("slider_effects")
 
 
 def _row(seconds, ahead_seconds=None, same=True):
@@ -47,13 +44,9 @@ def test_a_section_names_the_processor_and_the_speed_probes(bench, tmp_path):
 
 
 def test_the_speed_probe_times_real_steps_and_leaves_the_threads_alone():
-    import importlib.util as util
-
     import torch
 
-    spec = util.spec_from_file_location("speed_probe", ROOT / "benchmarks" / "speed_probe.py")
-    probe = util.module_from_spec(spec)
-    spec.loader.exec_module(probe)
+    probe = load_script("speed_probe")
     threads = torch.get_num_threads()
     short, longer = probe.probe_seconds(steps=5, repeats=1), probe.probe_seconds(steps=60, repeats=1)
     assert 0 < short < longer, "more steps must take longer: the probe times the steps it runs"
