@@ -102,7 +102,7 @@ def ce_vs_kd(data, teacher, *, seed, alpha, temperature, hidden, recipe, student
 
 def ce_vs_kd_seeds(data, teacher, seeds, *, alpha, temperature, hidden, recipe):
     """`ce_vs_kd` for every seed of `seeds` at once (`kdlab.train.fit_seeds`: the MLP students of all seeds
-    stacked and stepped together, bit for bit the students of `ce_vs_kd` seed by seed); {"ce": [...], "kd": [...]}
+    stacked and stepped together, the students of `ce_vs_kd` seed by seed to float32 rounding); {"ce": [...], "kd": [...]}
     of final test accuracies in the order of `seeds`."""
     seeds = list(seeds)
     options = {k: v for k, v in (recipe or {}).items() if k not in ("progress", "callbacks")}

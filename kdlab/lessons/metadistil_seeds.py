@@ -3,7 +3,8 @@
 KD students go through `kdlab.train.fit_seeds`, MetaDistil's students and teachers through
 `kdlab.train.fit_seeds_metadistil` (Algorithm 1 for all seeds at once). Each function returns what
 `stats.over_seeds` over the one-seed function of `kdlab.lessons.metadistil` with the same name returns (a dict of
-lists, one entry per seed), and for the notebook's MLP students on the CPU the same numbers bit for bit
+lists, one entry per seed), and for the notebook's MLP students on the CPU the same numbers, bit for bit
+or to float32 rounding on a processor whose batched kernels round the last bit differently
 (tests/unit/test_metadistil_seeds.py), about three times faster (benchmarks/results/seeds_metadistil.md).
 With `workers` > 1 the stacked runs of one experiment (KD, MetaDistil, MetaDistil without the pilot update)
 go to that many processes side by side (`kdlab.parallel.call_all`), every one with the numbers it gives here.

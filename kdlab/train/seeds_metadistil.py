@@ -17,9 +17,10 @@ epochs and pilot-update order. One iteration of Algorithm 1 (lines 3-7) for all 
     line 7 the students' KD step with the updated teachers (pilot_update=False: old logits, then the teacher step)
 
 SGD (momentum, weight decay) and Adam act element by element: one optimiser over stacked weights is S optimisers.
-`kdlab.models.MLP`s run one `baddbmm` per layer, summing as each seed's `addmm` does: on the CPU every seed's
-student and teacher weights, accuracies, KD values and "toward" decisions equal its own `fit` bit for bit
-(`tests/unit/test_seeds_metadistil.py`); other models run `vmap(functional_call)`, whose batched double backward
+`kdlab.models.MLP`s run one `baddbmm` per layer, summing as each seed's `addmm` does where the processor's kernels
+block them alike: there every seed's student and teacher weights, accuracies, KD values and "toward" decisions
+equal its own `fit` bit for bit; on an AMD EPYC the last bit differs, so weights and KD values agree to float32
+rounding and a decision whose two KD values tie to rounding may flip (`tests/unit/test_seeds_metadistil.py`); other models run `vmap(functional_call)`, whose batched double backward
 sums in another order (last-bit differences). Logged cross-entropies and the teacher gradient norm round
 differently (1e-6 relative). Refused, naming the fallback: BatchNorm or dropout, augmentation, `monitor`.
 """

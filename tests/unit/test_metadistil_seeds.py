@@ -1,6 +1,7 @@
 """Notebook 03's multi-seed experiments with the seeds trained together (`kdlab.lessons.metadistil_seeds`) give
-exactly what `stats.over_seeds` over the one-seed functions gives: every number of every seed, bit for bit (MLP
-students and teachers on the CPU), and the same final MetaDistil teachers for static teaching."""
+what `stats.over_seeds` over the one-seed functions gives: every number of every seed (MLP students and teachers on
+the CPU: bit for bit where the batched products sum like each seed's own, to float32 rounding on an AMD EPYC,
+`seed_fixtures`), and the same final MetaDistil teachers for static teaching."""
 import pytest
 import torch
 
@@ -8,7 +9,7 @@ from kdlab import stats
 from kdlab.lessons import metadistil as lesson
 from kdlab.lessons import metadistil_seeds
 
-from .seed_fixtures import digits_with_teacher
+from .seed_fixtures import assert_same_weights, digits_with_teacher, same_value
 
 SEEDS = [0, 2, 5]
 KNOBS = dict(hidden=(8,), recipe=dict(epochs=3, lr=0.05, batch_size=64, eval_every=3), alpha=0.9, temperature=4.0,
@@ -20,6 +21,17 @@ def digits_and_teacher():
     return digits_with_teacher((32,))  # a smaller teacher than the other seed tests': these numbers were set on it
 
 
+def assert_same_numbers(got, want):
+    """Every seed's numbers: accuracies and gaps to float32 rounding; the share of "toward" decisions within two of
+    the eight decisions it counts here, since a decision whose two KD values tie to rounding may go either way
+    (`test_seeds_metadistil` checks each decision against its tie)."""
+    assert got.keys() == want.keys()
+    for key in want:
+        assert len(got[key]) == len(want[key]), key
+        for g, w in zip(got[key], want[key]):
+            assert abs(g - w) <= 0.25 if key.startswith("toward") else same_value(g, w), (key, got[key], want[key])
+
+
 def one_by_one(function, data, teacher, **kwargs):
     return stats.over_seeds(lambda s: function(data, teacher, seed=s, **kwargs), SEEDS, progress=False)
 
@@ -29,11 +41,10 @@ def test_compare_methods_equals_the_seed_by_seed_run_and_keeps_the_same_teachers
     kept_one, kept_together = {}, {}
     want = one_by_one(lesson.compare_methods, data, teacher, keep_teachers=kept_one, **KNOBS)
     got = metadistil_seeds.compare_methods_seeds(data, teacher, seeds=SEEDS, keep_teachers=kept_together, **KNOBS)
-    assert got == want
+    assert_same_numbers(got, want)
     assert sorted(kept_together) == SEEDS
     for seed in SEEDS:
-        for name, value in kept_one[seed].state_dict().items():
-            assert torch.equal(kept_together[seed].state_dict()[name], value), f"seed {seed} teacher: {name}"
+        assert_same_weights(kept_together[seed], kept_one[seed], f"seed {seed} teacher")
     assert len(set(want["meta"])) > 1 or len(set(want["kd_90"])) > 1, "the seeds should not all agree"
 
 
@@ -42,7 +53,7 @@ def test_the_other_multi_seed_experiments_equal_their_seed_by_seed_runs(digits_a
     data, teacher = digits_and_teacher
     want = one_by_one(getattr(lesson, name), data, teacher, **KNOBS)
     got = getattr(metadistil_seeds, f"{name}_seeds")(data, teacher, seeds=SEEDS, **KNOBS)
-    assert got == want
+    assert_same_numbers(got, want)
 
 
 def test_the_experiments_in_two_worker_processes_give_the_same_numbers(digits_and_teacher):

@@ -1,8 +1,10 @@
 """MetaDistil's seeds trained together (`kdlab.train.seeds_metadistil.fit_seeds_metadistil`) equal the seeds trained
 one after another with `fit(MetaDistil(...))`: every seed's final student and teacher weights, its accuracies per
 epoch (student train/test, teacher test), the learning rates, and per step the KD values and the teacher's
-"toward" decisions, bit for bit (MLPs on the CPU: the stacked students run one `baddbmm` per layer, which sums
-Eq. 2's gradient and Eq. 3's second-order meta-gradient in the same order as each seed's `addmm`). The logged
+"toward" decisions (MLPs on the CPU: the stacked students run one `baddbmm` per layer; where it sums Eq. 2's
+gradient and Eq. 3's second-order meta-gradient in the same order as each seed's `addmm`, bit for bit; on an AMD
+EPYC it rounds the last bit differently, so weights and KD values agree to float32 rounding and a decision whose two
+KD values tie to rounding may go either way: `seed_fixtures`). The logged
 cross-entropies (ce, quiz, loss) are compared to 1e-5 relative: `F.cross_entropy`'s mean (nll_loss's cascaded
 sum) and a per-seed mean of the stacked losses round differently in the last bit; their gradients do not."""
 import copy
@@ -16,16 +18,12 @@ from kdlab.methods.metadistil import MetaDistil
 from kdlab.train import distill_from, fit
 from kdlab.train.seeds_metadistil import fit_seeds_metadistil
 
-from .seed_fixtures import digits_and_teacher, new_student  # noqa: F401 (a fixture)
+from .seed_fixtures import (assert_same_weights, digits_and_teacher, new_student, same_decision,  # noqa: F401
+                            same_value)
 
 RECIPE = dict(epochs=3, lr=0.05, batch_size=64)
 KNOBS = dict(teacher_lr=0.01, alpha=0.9, temperature=4.0, quiz_fraction=0.1, quiz_batch_size=30)
 SEEDS = [0, 3, 7]
-
-
-def assert_same_weights(got, want, what):
-    for name, value in want.state_dict().items():
-        assert torch.equal(got.state_dict()[name], value), f"{what}: {name} differs"
 
 
 @pytest.mark.parametrize("pilot_update, freeze_epochs, temperature, more", [
@@ -46,16 +44,24 @@ def test_each_seed_equals_its_own_fit(digits_and_teacher, pilot_update, freeze_e
         assert_same_weights(meta_teacher, method.teacher, f"seed {seed} teacher")
         assert len(history.records) == len(reference.records) and len(history.steps) == len(reference.steps)
         for got, want in zip(history.records, reference.records):
-            for key in ("epoch", "lr", "teacher_lr", "train_acc", "test_acc", "teacher_test_acc", "kd", "kd_before",
-                        "kd_after"):
+            for key in ("epoch", "lr", "teacher_lr", "train_acc", "test_acc", "teacher_test_acc"):
                 assert got.get(key) == want.get(key), (seed, want["epoch"], key)
+            for key in ("kd", "kd_before", "kd_after"):
+                assert same_value(got.get(key), want.get(key)), (seed, want["epoch"], key)
             for key in ("loss", "ce", "quiz", "teacher_grad_norm"):
                 if key in want:
                     assert got[key] == pytest.approx(want[key], rel=1e-5, abs=1e-9), (seed, want["epoch"], key)
         for got, want in zip(history.steps, reference.steps):
             assert set(got) == set(want), (seed, want["step"])
-            for key in ("step", "epoch", "toward", "kd", "kd_before", "kd_after"):
+            for key in ("step", "epoch"):
                 assert got.get(key) == want.get(key), (seed, want["step"], key)
+            for key in ("kd", "kd_before", "kd_after"):
+                assert same_value(got.get(key), want.get(key)), (seed, want["step"], key)
+            if want.get("toward") is not None:
+                assert same_decision(got["toward"], want["toward"], want["kd_before"], want["kd_after"]), \
+                    (seed, want["step"], "toward")
+            else:
+                assert got.get("toward") is None, (seed, want["step"], "toward")
 
 
 def test_pilot_orders_differ_and_seeds_differ(digits_and_teacher):
