@@ -145,17 +145,26 @@ def pickled_or_reason(fn):
         return None, f"{getattr(fn, '__qualname__', type(fn).__name__)} cannot be sent to a worker process ({error})"
 
 
+def _payload(fn, workers, instead):
+    """The pickled `fn` to send to `workers` (> 1) worker processes; None when everything runs in this process:
+    one worker, or an `fn` that cannot be pickled (then printed: why, and `instead`, what happens then)."""
+    if workers <= 1:
+        return None
+    payload, reason = pickled_or_reason(fn)
+    if reason is not None:
+        print(f"{reason}: {instead}")
+    return payload
+
+
 def imap_in_workers(fn, items, workers=1, cost=None):
     """`fn(item)` for each item, yielded in the items' order, computed by `workers` processes. `cost(item)`, if
     given, is a guess of an item's run time: the workers then take the costliest items first, so that no long
     run starts last while the other workers wait (the results still come in the items' order)."""
     items = list(items)
     workers = min(_check_workers(workers), len(items))
-    payload, reason = pickled_or_reason(fn) if workers > 1 else (None, None)
-    if reason is not None:
-        print(f"{reason}: running the {len(items)} items one after another in this process "
-              "(a function of a module, or functools.partial of one, runs in parallel)")
-    if workers <= 1 or reason is not None:
+    payload = _payload(fn, workers, f"running the {len(items)} items one after another in this process "
+                                    "(a function of a module, or functools.partial of one, runs in parallel)")
+    if payload is None:
         for item in items:
             yield fn(item)
         return
@@ -204,12 +213,8 @@ def start(fn, workers=1):
     `workers=1` (or a GPU, or an `fn` that cannot be pickled) `fn()` runs when `.result()` is first called,
     in this process, so a notebook computes exactly what it computed in that place before."""
     workers = _check_workers(workers)
-    payload, reason = pickled_or_reason(fn) if workers > 1 else (None, None)
-    if reason is not None:
-        print(f"{reason}: it will run in this process when its result is needed")
-    if workers <= 1 or reason is not None:
-        return Job(fn, None)
-    return Job(fn, _submit(payload, (), workers))
+    payload = _payload(fn, workers, "it will run in this process when its result is needed")
+    return Job(fn, None if payload is None else _submit(payload, (), workers))
 
 
 def start_each(fn, items, workers=1):
@@ -219,10 +224,8 @@ def start_each(fn, items, workers=1):
     With `workers=1` (or an `fn` that cannot be pickled) each runs in this process when its result is needed."""
     items = list(items)
     workers = _check_workers(workers)
-    payload, reason = pickled_or_reason(fn) if workers > 1 else (None, None)
-    if reason is not None:
-        print(f"{reason}: each of the {len(items)} runs will run in this process when its result is needed")
-    if workers <= 1 or reason is not None:
+    payload = _payload(fn, workers, f"each of the {len(items)} runs will run in this process when its result is needed")
+    if payload is None:
         return [Job(functools.partial(fn, item), None) for item in items]
     return [Job(None, _submit(payload, (item,), workers)) for item in items]
 
