@@ -16,8 +16,9 @@ import time
 
 import torch
 
-from .. import config
+from .. import config, parallel
 from ..benchmark import METHODS, check_contender, contender, fewshot_knobs, glyph_models, training_data
+from ..errors import ParameterError
 from ..methods import registry
 from ..methods.base import Batch, Recipe, Run
 from ..profiling import StepCost, step_cost
@@ -184,19 +185,24 @@ def fewshot_method(variant, teacher, student, *, meta_lr=1e-3, settings=None):
 
 
 def fewshot_seed(glyphs, seed, *, test_tasks, ways=5, shots=1, queries=5, iterations=150, meta_batch=2,
-                 meta_lr=1e-3, teacher_hidden=32, student_hidden=8, device="cpu", settings=None):
+                 meta_lr=1e-3, teacher_hidden=32, student_hidden=8, device="cpu", settings=None, rows=FEWSHOT_ROWS):
     """One seed of the few-shot block: the oracle teacher (MAML on the big Conv-4) first; then the MAML
     student and TSMD (the student with KD from the adapted teacher, the teacher initialised from the oracle
     and meta-trained on, notebook 06's protocol), from the same student initialisation and on the same
     training episodes; all scored on `test_tasks`. Returns {row: per-episode accuracies (%)} and
-    {row + '/seconds': meta-training seconds, row + '/seconds_per_iteration': ...}."""
+    {row + '/seconds': meta-training seconds, row + '/seconds_per_iteration': ...}, for the `rows` asked
+    ("ours" needs "oracle": TSMD's teacher starts from it)."""
     from ..data.episodes import EpisodeSampler
     from .tsmd_rows import train_and_score
 
+    unknown = [row for row in rows if row not in FEWSHOT_ROWS]
+    if unknown or ("ours" in rows and "oracle" not in rows):
+        raise ParameterError("rows", rows, "few-shot rows among " + ", ".join(map(repr, FEWSHOT_ROWS))
+                                    + ", with 'oracle' wherever 'ours' is (TSMD's teacher starts from it)")
     teacher0, student0 = glyph_models(seed, ways=ways, teacher_hidden=teacher_hidden,
                                       student_hidden=student_hidden, device=device)
     out, trained = {}, {}
-    for row in ("oracle", "student", "ours"):
+    for row in [row for row in ("oracle", "student", "ours") if row in rows]:
         sampler = EpisodeSampler(glyphs, "train", ways=ways, shots=shots, queries=queries, seed=seed)
         teacher = copy.deepcopy(trained["oracle"].teacher if row == "ours" else teacher0)
         method = fewshot_method(row, teacher, copy.deepcopy(student0), meta_lr=meta_lr, settings=settings)
@@ -209,6 +215,25 @@ def fewshot_seed(glyphs, seed, *, test_tasks, ways=5, shots=1, queries=5, iterat
         out[row + "/seconds"] = done["seconds"]
         out[row + "/seconds_per_iteration"] = done["seconds"] / iterations
     return out
+
+
+def fewshot_seeds(glyphs, seeds, *, workers=1, **knobs):
+    """[fewshot_seed(glyphs, seed, **knobs) for seed in seeds], computed by `workers` processes
+    (`kdlab.parallel`). Each seed is sent as two runs, the oracle then TSMD (TSMD's teacher starts from the
+    oracle) and the MAML student, which needs neither, so that two workers share three seeds evenly; the
+    longer runs go first. A seed's numbers are those `fewshot_seed` gives it in one process."""
+    parts = [(seed, rows) for seed in seeds for rows in (("oracle", "ours"), ("student",))]
+    done = parallel.map_in_workers(functools.partial(_fewshot_part, glyphs, knobs), parts, workers,
+                                   cost=lambda part: len(part[1]))
+    merged = {seed: {} for seed in seeds}
+    for (seed, _), out in zip(parts, done):
+        merged[seed].update(out)
+    return [merged[seed] for seed in seeds]
+
+
+def _fewshot_part(glyphs, knobs, part):
+    seed, rows = part
+    return fewshot_seed(glyphs, seed, rows=rows, **knobs)
 
 
 def fewshot_step_costs(glyphs, *, seed=0, ways=5, shots=1, queries=5, meta_batch=2, teacher_hidden=32,

@@ -252,6 +252,24 @@ def test_fewshot_block_runs_tsmd_from_the_registry_and_scores_every_row():
     assert set(costs) == set(C.FEWSHOT_ROWS) and all(c.seconds > 0 and c.peak_bytes > 0 for c in costs.values())
 
 
+def test_the_few_shot_seeds_in_workers_equal_each_seed_in_one_process():
+    from kdlab.data.episodes import EpisodeSampler
+
+    data = tiny_fewshot()
+    sampler = EpisodeSampler(data, "test", ways=5, shots=1, queries=2, seed=1)
+    tasks = [tuple(sampler.episode(i)) for i in range(3)]
+    knobs = dict(test_tasks=tasks, queries=2, iterations=2, teacher_hidden=4, student_hidden=2)
+    split = C.fewshot_seeds(data, [0, 1], workers=2, **knobs)   # each seed as two runs: oracle + TSMD, student
+    for seed, theirs in zip([0, 1], split):
+        whole = C.fewshot_seed(data, seed, **knobs)
+        assert theirs.keys() == whole.keys()
+        for row in C.FEWSHOT_ROWS:
+            assert theirs[row] == whole[row], (seed, row)
+    assert split[0]["ours"] != split[1]["ours"] or split[0]["oracle"] != split[1]["oracle"], "seeds not distinct"
+    with pytest.raises(ParameterError, match="'oracle' wherever 'ours'"):
+        C.fewshot_seed(data, 0, rows=("ours",), **knobs)
+
+
 def test_only_the_kd_row_gets_the_kd_knobs():
     assert "kd_weight" in B.fewshot_knobs("ours") and "kd_weight" not in B.fewshot_knobs("student")
     assert B.fewshot_knobs("oracle", {"inner_lr": 0.1})["inner_lr"] == 0.1
