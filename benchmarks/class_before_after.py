@@ -22,6 +22,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -141,6 +142,8 @@ def main(argv=None):
     parser.add_argument("--results", type=Path, default=RESULTS,
                         help="the Markdown table to update (default: results/class_before_after.md; a run of some "
                              "notebooks against another base belongs in a file of its own)")
+    parser.add_argument("--keep", type=Path, help="a folder to copy the executed notebooks to (base/ and current/), "
+                                                  "to compare what they printed")
     parser.add_argument("notebooks", nargs="*", type=Path, help="default: every notebook in notebooks/")
     args = parser.parse_args(argv)
     notebooks = [p.resolve() for p in args.notebooks] or runner.find_notebooks(REPO_ROOT / "notebooks")
@@ -157,6 +160,8 @@ def main(argv=None):
                 rows[notebook.stem] = row(notebook.stem, base, current)
                 failed += [notebook.stem] if not (base[0].ok and current[0].ok) else []
                 print(rows[notebook.stem], flush=True)
+            if args.keep is not None:
+                shutil.copytree(Path(scratch) / "runs", args.keep, dirs_exist_ok=True)
         finally:
             subprocess.run(["git", "-C", str(REPO_ROOT), "worktree", "remove", "--force", str(base_root)],
                            capture_output=True)
