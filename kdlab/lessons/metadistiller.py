@@ -42,6 +42,28 @@ def new_model(data, seed, *, width=16, head="pool", num_exits=3):
     return MultiExit(backbone, num_exits, head=head).to(data.x_train.device)
 
 
+def train_exits(data, seed, *, model, recipe, eval_every, **knobs):
+    """`net = new_model(data, seed, **model)`, then `fit(MetaDistiller(net, **knobs), data, seed=seed,
+    eval_every=eval_every, progress=False, **recipe)`, timed; a function of this module, so that a worker process
+    can run it (`kdlab.parallel.start`). Returns (the trained net, the method's label generator (None but in MD
+    mode), History, seconds)."""
+    start = time.perf_counter()
+    net = new_model(data, seed, **model)
+    method = MetaDistiller(net, **knobs)
+    history = fit(method, data, seed=seed, eval_every=eval_every, progress=False, **recipe)
+    return net, method.generator, history, time.perf_counter() - start
+
+
+def train_teacher(data, seed, *, width, recipe):
+    """The KD teacher of the ablation: SmallCNN of `width` after `torch.manual_seed(seed)`, trained with `recipe`.
+    Returns (teacher, History, seconds)."""
+    start = time.perf_counter()
+    torch.manual_seed(seed)
+    teacher = SmallCNN(num_classes=10, width=width).to(data.x_train.device)
+    history = fit(teacher, data, seed=seed, progress=False, eval_every=recipe["epochs"], **recipe)
+    return teacher, history, time.perf_counter() - start
+
+
 def run_method(data, method, seed, *, recipe, alpha=0.5, temperature=1.0, meta_every=5, meta_lr=1e-2,
                width=16, head="pool", teacher=None, kd=None):
     """Train one method from seed `seed`; returns a dict of numbers (accuracies in %, seconds, entropies)

@@ -472,3 +472,36 @@ def test_the_registry_card():
     assert registry.get("metadistiller") is md.MetaDistiller
     card = registry.card("metadistiller")
     assert set(registry.CARD_FIELDS) <= set(card) and card["loop"] == "epochs" and "second order" in card["order"]
+
+
+# ------------------------------------------------------------------- notebook 04's runs in worker processes
+
+def test_notebook_04_runs_in_a_worker_equal_the_runs_in_this_process():
+    """Notebook 04 trains its MD run, its bottleneck DSN and its KD teacher in workers while the notebook trains
+    DSN (`lesson.train_exits`, `lesson.train_teacher`): each must be the network the notebook would train itself."""
+    import functools
+
+    from kdlab import parallel
+    from kdlab.data import load
+    from kdlab.lessons import metadistiller as lesson
+
+    data = load("digits", train_size=120, seed=0)
+    recipe = dict(epochs=2, lr=0.05, batch_size=64)
+    model = dict(width=4, head="pool", num_exits=3)
+    md_job = parallel.start(functools.partial(lesson.train_exits, data, 1, model=model, mode="md", alpha=ALPHA,
+                                              temperature=TAU, meta_every=1, meta_lr=META_LR, recipe=recipe,
+                                              eval_every=1), workers=2)
+    teacher_job = parallel.start(functools.partial(lesson.train_teacher, data, 1, width=4, recipe=recipe), workers=2)
+    net = lesson.new_model(data, 1, **model)    # what the notebook's cells did before the workers took them
+    method = md.MetaDistiller(net, mode="md", alpha=ALPHA, temperature=TAU, meta_every=1, meta_lr=META_LR)
+    history = fit(method, data, seed=1, eval_every=1, progress=False, **recipe)
+    torch.manual_seed(1)
+    teacher = SmallCNN(num_classes=10, width=4)
+    fit(teacher, data, seed=1, progress=False, eval_every=2, **recipe)
+
+    theirs, generator, their_history, seconds = md_job.result()
+    assert seconds > 0 and their_history.series("test_acc") == history.series("test_acc")
+    for mine, other in ((net, theirs), (method.generator, generator), (teacher, teacher_job.result()[0])):
+        assert mine.state_dict().keys() == other.state_dict().keys()
+        for name, tensor in mine.state_dict().items():
+            assert torch.equal(tensor, other.state_dict()[name]), name
