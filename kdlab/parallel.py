@@ -114,7 +114,7 @@ def warm_up(workers, module="kdlab"):
     on: the first run sent to them (a slider's) then does not wait for a fresh Python to import torch, nor for
     its first optimizer to import `torch._dynamo` (about 1.3 s on a 2-core CPU: every torch optimizer's
     `add_param_group` imports it on first use). Nothing with one worker."""
-    if check_workers(workers) > 1:
+    if _check_workers(workers) > 1:
         for _ in range(workers):
             _executor(workers).submit(_import, module)
 
@@ -124,7 +124,7 @@ def _import(module):
     importlib.import_module("torch._dynamo")
 
 
-def check_workers(workers):
+def _check_workers(workers):
     """`workers` if it is a whole number >= 1; 1 in a process that runs everything itself (`here_only`)."""
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ParameterError("workers", workers, "a whole number of processes, 1 or more (e.g. run.workers)")
@@ -161,7 +161,7 @@ def imap_in_workers(fn, items, workers=1, cost=None):
     given, is a guess of an item's run time: the workers then take the costliest items first, so that no long
     run starts last while the other workers wait (the results still come in the items' order)."""
     items = list(items)
-    workers = min(check_workers(workers), len(items))
+    workers = min(_check_workers(workers), len(items))
     payload = _payload(fn, workers, f"running the {len(items)} items one after another in this process "
                                     "(a function of a module, or functools.partial of one, runs in parallel)")
     if payload is None:
@@ -212,7 +212,7 @@ def start(fn, workers=1):
     """Start `fn()` in a worker process and go on; `.result()` of the returned Job gives its value. With
     `workers=1` (or a GPU, or an `fn` that cannot be pickled) `fn()` runs when `.result()` is first called,
     in this process, so a notebook computes exactly what it computed in that place before."""
-    workers = check_workers(workers)
+    workers = _check_workers(workers)
     payload = _payload(fn, workers, "it will run in this process when its result is needed")
     return Job(fn, None if payload is None else _submit(payload, (), workers))
 
@@ -223,7 +223,7 @@ def start_each(fn, items, workers=1):
     notebook starts the runs of a later cell this way, so that they fill the cores its own runs leave idle.
     With `workers=1` (or an `fn` that cannot be pickled) each runs in this process when its result is needed."""
     items = list(items)
-    workers = check_workers(workers)
+    workers = _check_workers(workers)
     payload = _payload(fn, workers, f"each of the {len(items)} runs will run in this process when its result is needed")
     if payload is None:
         return [Job(functools.partial(fn, item), None) for item in items]

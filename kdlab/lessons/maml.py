@@ -9,7 +9,6 @@ Finn, Abbeel, Levine (2017), "Model-Agnostic Meta-Learning for Fast Adaptation o
 Meta-training is `kdlab.train.fit_episodes(kdlab.methods.maml.MAML(net, ...), sampler)`; every inner loop
 goes through `kdlab.meta`; this module only arranges experiments and panels around them.
 """
-import functools
 import math
 import time
 
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import meta, parallel
+from .. import meta
 from ..gradcheck import finite_differences, relative_error
 from ..data.episodes import EpisodeSampler
 from ..methods.maml import MAML
@@ -184,38 +183,12 @@ def glyph_maml(glyphs, *, shots, seed, iterations, ways, hidden, queries, inner_
     return net, history, time.perf_counter() - started
 
 
-def glyph_maml_and_test(glyphs, *, test_episodes, test_steps, test_seed, **knobs):
-    """`glyph_maml(glyphs, **knobs)`, then `test_accuracy` of the trained network on `test_episodes` episodes of
-    the meta-test alphabets (the sampler seeded by `test_seed`, `test_steps` inner steps at the training inner
-    lr), in one process. Returns (network, History, seconds, accuracy)."""
-    net, history, seconds = glyph_maml(glyphs, **knobs)
-    sampler = EpisodeSampler(glyphs, "test", ways=knobs["ways"], shots=knobs["shots"], queries=knobs["queries"],
-                             seed=test_seed)
-    accuracy = test_accuracy(net, sampler, episodes=test_episodes, inner_steps=test_steps, inner_lr=knobs["inner_lr"],
-                             device=knobs.get("device", "cpu"))
-    return net, history, seconds, accuracy
-
-
-def test_accuracy(net, sampler, *, episodes, inner_steps, inner_lr, bn="transductive", device="cpu", workers=1):
-    """Accuracy (%) over `episodes` test tasks with MAML's interval: mean +- 1.96 std / sqrt(n). With `workers` > 1
-    the episodes are scored in that many consecutive parts at once, the first in this process and the others in
-    worker processes (`kdlab.parallel`): each episode adapts on its own, so every part gives the numbers it gives
-    in one process."""
+def test_accuracy(net, sampler, *, episodes, inner_steps, inner_lr, bn="transductive", device="cpu"):
+    """Accuracy (%) over `episodes` test tasks with MAML's interval: mean +- 1.96 std / sqrt(n)."""
     sampler.reset()
     tasks = [next(sampler).to(device) for _ in range(episodes)]
-    score = functools.partial(_episode_accuracies, net, steps=inner_steps, lr=inner_lr, bn=bn)
-    count = parallel.check_workers(workers)   # 1 where everything runs in this process
-    parts = [tasks[len(tasks) * k // count:len(tasks) * (k + 1) // count] for k in range(count)]
-    others = parallel.start_each(score, parts[1:], workers)
-    accuracies = score(parts[0]) + [a for job in others for a in job.result()]
-    return episodes_ci(accuracies)
-
-
-def _episode_accuracies(net, tasks, *, steps, lr, bn):
-    """Accuracy (%) of `net` on each task after `steps` inner steps at `lr` (`kdlab.meta.evaluate`)."""
-    if not tasks:
-        return []
-    return (100 * meta.evaluate(net, tasks, steps=steps, lr=lr, bn=bn)["accuracies"]).tolist()
+    result = meta.evaluate(net, tasks, steps=inner_steps, lr=inner_lr, bn=bn)
+    return episodes_ci((100 * result["accuracies"]).tolist())
 
 
 def adaptation_panel(net, task, *, inner_steps=1, inner_lr=0.4, bn="transductive"):

@@ -208,34 +208,3 @@ MUTANTS = {
 @pytest.mark.parametrize("name", MUTANTS)
 def test_planted_bug_is_caught(name):
     assert_caught(check_maml_is_the_paper, MUTANTS[name])
-
-
-def test_the_test_episodes_scored_in_parts_in_workers_equal_one_process():
-    """Notebook 02 scores its 1-shot model's test episodes in parts, here and in a worker
-    (`lesson.test_accuracy(..., workers=2)`), and trains and scores its 5-shot model in one worker
-    (`lesson.glyph_maml_and_test`): the same accuracies, episode for episode, as one process."""
-    from kdlab.data.episodes import EpisodeSampler
-    from kdlab.lessons import maml as lesson
-    from kdlab.models import Conv4
-    from tests.unit.test_comparison import tiny_fewshot
-
-    data = tiny_fewshot()
-    torch.manual_seed(0)
-    net = Conv4(in_channels=1, num_classes=5, hidden=4)
-    sampler = EpisodeSampler(data, "test", ways=5, shots=1, queries=2, seed=3)
-    knobs = dict(episodes=7, inner_steps=2, inner_lr=0.4)
-    scored = {}
-    for workers in (1, 2):   # the per-episode accuracies that go into the interval
-        with patch.object(lesson, "episodes_ci", side_effect=lambda values: values):
-            scored[workers] = lesson.test_accuracy(net, sampler, workers=workers, **knobs)
-    assert scored[2] == scored[1] and len(scored[1]) == 7
-    assert len(set(scored[1])) > 1, "every episode scored alike: the comparison would not see a reordering"
-
-    trained = dict(ways=5, shots=1, queries=2, seed=0, iterations=2, hidden=4, inner_steps=1, inner_lr=0.4,
-                   meta_lr=1e-3, meta_batch=2)
-    net2, _, _, accuracy = lesson.glyph_maml_and_test(data, test_episodes=5, test_steps=2, test_seed=3, **trained)
-    again, _, _ = lesson.glyph_maml(data, **trained)
-    assert all(torch.equal(a, b) for a, b in zip(net2.state_dict().values(), again.state_dict().values()))
-    scored = lesson.test_accuracy(again, EpisodeSampler(data, "test", ways=5, shots=1, queries=2, seed=3),
-                                  episodes=5, inner_steps=2, inner_lr=0.4)
-    assert accuracy == scored
