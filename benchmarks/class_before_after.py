@@ -78,7 +78,8 @@ def differing(base, current, tolerance=1e-9):
 
     def same(a, b):
         if isinstance(a, float) and isinstance(b, float):
-            return (math.isnan(a) and math.isnan(b)) or abs(a - b) <= tolerance * max(1.0, abs(a), abs(b))
+            return a == b or (math.isnan(a) and math.isnan(b)) or (
+                math.isfinite(a) and math.isfinite(b) and abs(a - b) <= tolerance * max(1.0, abs(a), abs(b)))
         if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
             return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
         if isinstance(a, dict) and isinstance(b, dict):
