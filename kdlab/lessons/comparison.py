@@ -198,7 +198,7 @@ def fewshot_seed(glyphs, seed, *, test_tasks, ways=5, shots=1, queries=5, iterat
     unknown = [row for row in rows if row not in FEWSHOT_ROWS]
     if unknown or ("ours" in rows and "oracle" not in rows):
         raise ParameterError("rows", rows, "few-shot rows among " + ", ".join(map(repr, FEWSHOT_ROWS))
-                                    + ", with 'oracle' wherever 'ours' is (TSMD's teacher starts from it)")
+                             + ", with 'oracle' wherever 'ours' is (TSMD's teacher starts from it)")
     teacher0, student0 = glyph_models(seed, ways=ways, teacher_hidden=teacher_hidden,
                                       student_hidden=student_hidden, device=device)
     out, trained = {}, {}
