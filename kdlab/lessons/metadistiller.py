@@ -59,7 +59,8 @@ def train_teacher(data, seed, *, width, recipe):
     Returns (teacher, History, seconds)."""
     start = time.perf_counter()
     torch.manual_seed(seed)
-    teacher = SmallCNN(num_classes=10, width=width).to(data.x_train.device)
+    teacher = SmallCNN(num_classes=data.num_classes, width=width, in_channels=data.input_shape[0])
+    teacher = teacher.to(data.x_train.device)
     history = fit(teacher, data, seed=seed, progress=False, eval_every=recipe["epochs"], **recipe)
     return teacher, history, time.perf_counter() - start
 

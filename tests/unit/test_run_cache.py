@@ -3,7 +3,7 @@ notebook 08's few-shot rows read from notebook 06's runs (the same results as co
 import pytest
 import torch
 
-from kdlab import run_cache
+from kdlab import benchmark, run_cache
 from kdlab.data.episodes import EpisodeSampler
 from kdlab.lessons import comparison, tsmd_rows
 from kdlab.lessons import tsmd as tsmd_lesson
@@ -74,8 +74,8 @@ def table(data, tasks, seed=0, init_seed=None):
     """06's rows; `init_seed` draws the starting weights from another seed (same shapes, same episodes)."""
     return tsmd_lesson.table_seed(
         data, seed=seed, shots=1, ways=5, queries=2, iterations=2, meta_batch=2, test_tasks=tasks,
-        make_models=lambda s: comparison.glyph_models(s if init_seed is None else init_seed, ways=5,
-                                                      teacher_hidden=4, student_hidden=2),
+        make_models=lambda s: benchmark.glyph_models(s if init_seed is None else init_seed, ways=5,
+                                                     teacher_hidden=4, student_hidden=2),
         inner_steps=1, inner_lr=0.4, teacher_inner_steps=1, kd_weight=1.0, temperature=1.0, meta_lr=1e-3, log=None)
 
 
