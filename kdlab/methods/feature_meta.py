@@ -27,7 +27,8 @@ Declared deviations and readings (the paper leaves these open):
   - "Temperature = 4.0" is listed in section 4.2, but no displayed loss has a temperature: none is used.
 
 What is detached and what is second order:
-  - teacher features: always computed under no_grad, teacher in eval mode (frozen);
+  - teacher features: always computed under no_grad, teacher in eval mode (frozen); without augmentation,
+    once for the training set and looked up per batch (`FrozenLogits(teacher, read=...)`, the same numbers);
   - the adapter A trains with the student, in the ordinary step and in the phase;
   - inner steps: second order by default (the query gradient flows through the k inner updates to the
     initial weights); `first_order=True` detaches the inner gradients (FOMAML: d theta'/d theta = I);
@@ -45,6 +46,7 @@ from ..alpha_schedule import alpha_at, alpha_schedule
 from ..models.adapter import attach_adapter
 from ..precision import Precision
 from .base import Method, check_finite, make_optimizer
+from .frozen_teacher import FrozenLogits
 
 
 # -- the losses (1) and (2) -----------------------------------------------------------------------------
@@ -165,6 +167,7 @@ class FeatureMeta(Method):
         self.inner = dict(inner_steps=inner_steps, inner_lr=inner_lr, first_order=first_order, engine=engine)
         self.layers = dict(student_layer=student_layer, teacher_layer=teacher_layer, weighting=weighting)
         self.amp, self.recipe, self.meta_optimizer, self.passes = amp, None, None, 0
+        self.teacher_maps = FrozenLogits(teacher, read=lambda t, x: teacher_features(t, x, teacher_layer))
 
     def configure(self, recipe, run):
         self.recipe = recipe
@@ -182,6 +185,7 @@ class FeatureMeta(Method):
             self.meta_optimizer = torch.optim.SGD(self.model.parameters(), lr=self.meta_lr or r.lr)
             self.precision = Precision(data.x_train.device, self.amp)
         self.alphas = alpha_schedule(run.epochs, **self.alpha_settings)
+        self.teacher_maps.prepare(data, run)
         run.history.adapter = self.model.adapter
         return data
 
@@ -197,7 +201,7 @@ class FeatureMeta(Method):
         return {name: value.detach() for name, value in losses.items()}
 
     def step(self, batch, run):
-        f_t = teacher_features(self.teacher, batch.x, self.layers["teacher_layer"]) if self.alpha > 0 else None
+        f_t = self.teacher_maps(batch) if self.alpha > 0 else None
         with self.precision.autocast():
             losses = self.loss_fn(self.model(batch.x, return_features=True), batch.y, f_t)
         losses = self.descend(losses, self.optimizer, run)

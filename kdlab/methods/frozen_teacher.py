@@ -1,4 +1,4 @@
-"""A frozen teacher's logits, computed once per training set instead of once per batch.
+"""A frozen teacher's logits (or feature maps), computed once per training set instead of once per batch.
 
 KD, DKD and CTKD ask their teacher for the logits of every training batch, under `no_grad`, in eval mode: the
 same numbers each epoch, for the same images. When the batches are rows of the training set as they are (no
@@ -7,18 +7,25 @@ batch's rows up by `batch.index`; with augmentation (a batch of transformed imag
 before. On the CPU the rows looked up are bit for bit the logits the teacher gives the batch
 (tests/unit/test_frozen_teacher.py), so a run's numbers do not change, only its time: a KD step on the
 comparison's SmallCNN teacher (notebook 08) costs the student's forward and backward, not the teacher's forward.
-MMKD keeps its own table of its teachers' logits and features (`kdlab.models.meta_weight.teacher_outputs`).
+The feature distillation of notebook 07 (`kdlab.methods.feature_meta`) keeps its teacher's feature maps the same
+way (`FrozenLogits(teacher, read=...)`). MMKD keeps its own table of its teachers' logits and features
+(`kdlab.models.meta_weight.teacher_outputs`).
 """
 import torch
 
 ROWS_AT_ONCE = 1024   # rows per forward pass while filling the table: a bounded peak memory for a large set
 
 
-class FrozenLogits:
-    """`FrozenLogits(teacher)(batch)`: the teacher's logits of the batch's images (no gradient)."""
+def logits(teacher, x):
+    return teacher(x)
 
-    def __init__(self, teacher):
-        self.teacher, self.table = teacher, None
+
+class FrozenLogits:
+    """`FrozenLogits(teacher)(batch)`: the teacher's logits of the batch's images (no gradient); with `read`,
+    what `read(teacher, x)` gives instead (a feature map), row by row."""
+
+    def __init__(self, teacher, read=logits):
+        self.teacher, self.read, self.table = teacher, read, None
 
     @torch.no_grad()
     def prepare(self, data, run):
@@ -27,11 +34,11 @@ class FrozenLogits:
         if run.augment is None:
             self.teacher.eval()
             x = data.x_train
-            self.table = torch.cat([self.teacher(x[start:start + ROWS_AT_ONCE])
+            self.table = torch.cat([self.read(self.teacher, x[start:start + ROWS_AT_ONCE])
                                     for start in range(0, len(x), ROWS_AT_ONCE)])
 
     @torch.no_grad()
     def __call__(self, batch):
         if self.table is not None and batch.index is not None:
             return self.table[batch.index]
-        return self.teacher(batch.x)
+        return self.read(self.teacher, batch.x)

@@ -8,7 +8,9 @@ training steps through `fit` (ordinary step, then the adaptation phase), and the
 kdlab.gradcheck's finite differences of the oracle's query loss, in float64. Each planted bug below makes
 one of these checks fail by an assertion.
 """
+import contextlib
 import functools
+import itertools
 from unittest.mock import patch
 
 import pytest
@@ -21,6 +23,7 @@ from kdlab.data import DataSplits
 from kdlab.meta.higher_backend import import_higher
 from kdlab.methods import feature_meta as fm
 from kdlab.methods.feature_meta import FeatureMeta
+from kdlab.methods.frozen_teacher import FrozenLogits
 from kdlab.models.adapter import attach_adapter
 from kdlab.train import fit
 from tests.mutation import assert_caught
@@ -163,10 +166,11 @@ def check_training_matches_oracle(engine):
 
 
 def check_teacher_stays_frozen():
-    for adaptation in (False, True):  # the ordinary step alone, then with the phase
+    # the ordinary step alone, then with the phase; the maps looked up in the table, then asked for per batch
+    for adaptation, augment in itertools.product((False, True), (None, lambda x, generator: x)):
         method, data = tiny_method(adaptation=adaptation), tiny_data()
         before = [p.detach().clone() for p in method.teacher.parameters()]
-        fit(method, data, epochs=1, lr=LR, batch_size=8, progress=False)
+        fit(method, data, epochs=1, lr=LR, batch_size=8, progress=False, augment=augment)
         assert all(p.grad is None for p in method.teacher.parameters()), "the teacher's features must be detached"
         assert all(torch.equal(a, b) for a, b in zip(before, method.teacher.parameters()))
         assert not method.teacher.training
@@ -243,6 +247,14 @@ def _attached_teacher(teacher, x, layer):
     return teacher(x, return_features=True)[1][layer]
 
 
+@contextlib.contextmanager
+def _attached_teacher_everywhere():
+    """The teacher's maps with their graph: from `teacher_features` and from the table's per-batch path."""
+    with patch.object(fm, "teacher_features", _attached_teacher), \
+            patch.object(FrozenLogits, "__call__", FrozenLogits.__call__.__wrapped__):
+        yield
+
+
 def _query_on_support(*tensors):
     half = len(tensors[0]) // 2
     support = tuple(t[:half] for t in tensors)
@@ -289,8 +301,7 @@ MUTANTS = {
                                       functools.partial(check_training_matches_oracle, "func")),
     "ALPHA on the CE term (Eq. 2 swapped)": (lambda: patch.object(fm, "feature_distillation_loss", _alpha_on_ce),
                                              functools.partial(check_training_matches_oracle, "func")),
-    "teacher features not detached": (lambda: patch.object(fm, "teacher_features", _attached_teacher),
-                                      check_teacher_stays_frozen),
+    "teacher features not detached": (_attached_teacher_everywhere, check_teacher_stays_frozen),
     "query loss on the support half": (lambda: patch.object(fm, "split_support_query", _query_on_support),
                                        functools.partial(check_training_matches_oracle, "higher")),
     "meta optimizer step (Eq. 4) skipped": (lambda: patch.object(FeatureMeta, "meta_step", _meta_step_without_update),

@@ -1,19 +1,22 @@
-"""KD, DKD and CTKD look their frozen teacher's logits up in a table of the training set (`FrozenLogits`): the same
-students, bit for bit on the CPU, as asking the teacher for every batch (what an augmented run still does), and the
-teacher is not called by the steps."""
+"""KD, DKD and CTKD look their frozen teacher's logits up in a table of the training set (`FrozenLogits`), the
+feature distillation of notebook 07 its teacher's feature maps: the same students, bit for bit on the CPU, as asking
+the teacher for every batch (what an augmented run still does), and the teacher is not called by the steps."""
 import pytest
 import torch
 
 from kdlab.data import load
 from kdlab.methods.ctkd import CTKD
 from kdlab.methods.dkd import DKD
+from kdlab.methods.feature_meta import FeatureMeta
 from kdlab.methods.kd import KD
 from kdlab.models import MLP, SmallCNN
 from kdlab.train import fit
 
 METHODS = {"kd": lambda s, t: KD(s, t, alpha=0.9, temperature=4.0),
            "dkd": lambda s, t: DKD(s, t, warmup_epochs=1),
-           "ctkd": lambda s, t: CTKD(s, t, alpha=0.9, curriculum_epochs=1)}
+           "ctkd": lambda s, t: CTKD(s, t, alpha=0.9, curriculum_epochs=1),
+           "feature_meta": lambda s, t: FeatureMeta(s, t, alpha=0.7, adaptation=True, engine="func")}
+PROBE_ROWS = {"feature_meta": [2]}   # FeatureMeta attaches its adapter from the teacher's maps of two images
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +44,11 @@ def train(method_name, teacher, data, augment=None):
     return student.state_dict(), calls
 
 
-@pytest.mark.parametrize("teacher_name", ["cnn", "mlp"])
-@pytest.mark.parametrize("method_name", sorted(METHODS))
+# feature distillation matches a teacher's feature map: the CNN teacher's only
+PAIRS = [(m, t) for m in sorted(METHODS) for t in ("cnn", "mlp") if not (m == "feature_meta" and t == "mlp")]
+
+
+@pytest.mark.parametrize("method_name, teacher_name", PAIRS)
 def test_the_table_gives_the_students_the_teacher_gives(digits_and_teachers, method_name, teacher_name):
     data, teachers = digits_and_teachers
     looked_up, table_calls = train(method_name, teachers[teacher_name], data)
@@ -50,7 +56,10 @@ def test_the_table_gives_the_students_the_teacher_gives(digits_and_teachers, met
     assert looked_up.keys() == asked.keys()
     for name, value in looked_up.items():
         assert torch.equal(value, asked[name]), f"{method_name} from the {teacher_name} teacher: {name}"
-    assert table_calls == [200], "one pass over the training set, then no teacher call per batch"
+    probe = PROBE_ROWS.get(method_name, [])
+    assert table_calls == probe + [200], "one pass over the training set, then no teacher call per batch"
+    assert asked_calls[:len(probe)] == probe
+    asked_calls = asked_calls[len(probe):]
     assert sum(asked_calls) == 3 * 200 and len(asked_calls) == 3 * 4, "an augmented run asks for every batch"
 
 
