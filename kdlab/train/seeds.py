@@ -18,8 +18,11 @@ batched kernels round the last bit differently. The
 logged KD term is the textbook value, where `kd_loss` reports the exact one when float32 cancels (1e-5 apart at
 most in the tests); the teacher's logits are computed once for the whole training set.
 
-Students with BatchNorm running statistics or dropout are refused (in-place buffer updates and random masks do
-not vectorise into the same numbers); the
+Students with BatchNorm train too: their running statistics are stacked with the weights (`stack_module_state`
+stacks the buffers), so each seed's BatchNorm updates its own buffers in place under `vmap` and evaluates with
+them; with convolutions the batched kernels round the last bits differently from S separate calls, so each seed
+ends within float32 rounding of its own `fit` (`tests/unit/test_seeds.py`). Students with dropout are refused
+(random masks drawn for the stack are not each seed's own); the
 meta methods, whose steps hold per-seed state (quiz streams, buffers, a teacher that learns), use `fit` seed by
 seed.
 """
@@ -39,13 +42,13 @@ from .schedules import make_schedulers
 
 
 def check_vectorisable(model):
-    """Refuse a model with BatchNorm running statistics: one clear message naming the fallback."""
+    """Refuse a model with dropout: one clear message naming the fallback. (BatchNorm's running statistics are
+    stacked with the weights: each seed's buffers are updated in place under `vmap`, as its own `fit` would.)"""
     for name, module in model.named_modules():
-        stateful = isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and module.track_running_stats
-        if stateful or isinstance(module, torch.nn.modules.dropout._DropoutNd):
+        if isinstance(module, torch.nn.modules.dropout._DropoutNd):
             raise ParameterError("model", f"{type(model).__name__} ({type(module).__name__} at {name or 'the top'})",
-                                 "a model without BatchNorm running statistics or dropout for fit_seeds; train it "
-                                 "seed by seed with kdlab.train.fit")
+                                 "a model without dropout for fit_seeds (its random masks would not be each "
+                                 "seed's own); train it seed by seed with kdlab.train.fit")
     return model
 
 

@@ -31,6 +31,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from .. import config
 from ..data.base import random_permutation, seeded_generator
@@ -51,7 +52,12 @@ def stacked(models, role, training):
     """The models' weights stacked on a leading seed axis, and one forward over them: `mlp_forward` for MLPs (their
     weights laid out (S, in, out), so that their gradients come out so, not transposed), else vmapped."""
     for model in models:
+        # BatchNorm is refused here though fit_seeds stacks it: the look-ahead's extra forward would update the
+        # running statistics a second time per step
+        stateful = [type(m).__name__ for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
         try:
+            if stateful:
+                raise ParameterError(role, f"{type(model).__name__} ({stateful[0]})", "")
             check_vectorisable(model)
         except ParameterError as error:
             raise ParameterError(role, error.value, "a model without BatchNorm running statistics or dropout "

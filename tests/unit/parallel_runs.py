@@ -23,7 +23,7 @@ def fail_on_two(x):
 
 
 def distil_cnn(seed):
-    """A BatchNorm CNN student (what `fit_seeds` cannot stack) distilled from an MLP teacher for 2 epochs."""
+    """A BatchNorm CNN student distilled from an MLP teacher for 2 epochs, trained by `fit` in a worker."""
     data = load("digits", train_size=200, seed=0)
     torch.manual_seed(0)
     teacher = MLP(64, hidden=(32,), num_classes=10)

@@ -43,10 +43,36 @@ def test_seeds_differ_from_each_other(digits_and_teacher):
     assert not torch.equal(first, second)
 
 
-def test_batchnorm_students_are_refused_with_the_fallback_named(digits_and_teacher):
+def new_cnn_student(seed):
+    torch.manual_seed(seed)
+    return SmallCNN(10, width=4, in_channels=1)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.9])
+def test_batchnorm_students_equal_their_own_fit(digits_and_teacher, alpha):
+    """A SmallCNN (BatchNorm with running statistics, the comparison's student): each seed's weights AND running
+    statistics end within float32 rounding of its own `fit` (batched convolutions round the last bits their own
+    way), and its accuracies, scored in eval mode with those statistics, are the same every epoch."""
+    data, teacher = digits_and_teacher
+    seeds = [0, 5]
+    models, histories = fit_seeds(new_cnn_student, data, seeds, teacher=teacher, alpha=alpha, temperature=4.0,
+                                  **RECIPE)
+    for seed, model, history in zip(seeds, models, histories):
+        alone = new_cnn_student(seed)
+        reference = fit(alone, data, distill_from(teacher, alpha, 4.0) if alpha else None, seed=seed,
+                        progress=False, **RECIPE)
+        assert_same_weights(model, alone, f"seed {seed}")   # the state: weights, running means and variances
+        assert torch.equal(model.state_dict()["stem.1.num_batches_tracked"],
+                           alone.state_dict()["stem.1.num_batches_tracked"])
+        assert [(r["train_acc"], r["test_acc"]) for r in history.records] == \
+               [(r["train_acc"], r["test_acc"]) for r in reference.records], f"seed {seed}"
+
+
+def test_dropout_students_are_refused_with_the_fallback_named(digits_and_teacher):
     data, _ = digits_and_teacher
     with pytest.raises(ParameterError, match="kdlab.train.fit"):
-        fit_seeds(lambda s: SmallCNN(10, width=4, in_channels=1), data, [0, 1], **RECIPE)
+        fit_seeds(lambda s: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Dropout(0.1), torch.nn.Linear(64, 10)),
+                  data, [0, 1], **RECIPE)
 
 
 def test_notebook_01_paired_runs_are_the_same_numbers_together(digits_and_teacher):

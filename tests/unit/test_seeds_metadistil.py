@@ -103,7 +103,7 @@ def test_teacher_lr_zero_is_kd_on_each_seeds_90_percent(digits_and_teacher):
         assert_same_weights(frozen, teacher, f"seed {seed} teacher")
 
 
-@pytest.mark.parametrize("change", ["dropout", "augment", "monitor"])
+@pytest.mark.parametrize("change", ["dropout", "batchnorm", "augment", "monitor"])
 def test_unsupported_configurations_are_refused_with_the_fallback_named(digits_and_teacher, change):
     data, teacher = digits_and_teacher
     make = new_student
@@ -112,6 +112,10 @@ def test_unsupported_configurations_are_refused_with_the_fallback_named(digits_a
         def make(seed):
             torch.manual_seed(seed)
             return torch.nn.Sequential(torch.nn.Linear(64, 8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 10))
+    elif change == "batchnorm":
+        def make(seed):
+            torch.manual_seed(seed)
+            return torch.nn.Sequential(torch.nn.Linear(64, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 10))
     elif change == "augment":
         options["augment"] = lambda x, generator: x
     else:
