@@ -5,14 +5,13 @@ same numbers each epoch, for the same images. When the batches are rows of the t
 augmentation), `FrozenLogits.prepare` computes the teacher's logits of the whole set once, and a step looks its
 batch's rows up by `batch.index`; with augmentation (a batch of transformed images) it asks the teacher, as
 before. On the CPU the rows looked up are bit for bit the logits the teacher gives the batch
-(tests/unit/test_frozen_teacher.py), so a run's numbers do not change, only its time. (A batch of a single
-image is the exception: the CPU's convolution takes another kernel for it, whose results differ in the last
-bit, about 1e-6, from the same image's row; only a training set one image past a multiple of the batch size
-ends an epoch with such a batch.): a KD step on the
+(tests/unit/test_frozen_teacher.py), so a run's numbers do not change, only its time: a KD step on the
 comparison's SmallCNN teacher (notebook 08) costs the student's forward and backward, not the teacher's forward.
-The feature distillation of notebook 07 (`kdlab.methods.feature_meta`) keeps its teacher's feature maps the same
-way (`FrozenLogits(teacher, read=...)`). MMKD keeps its own table of its teachers' logits and features
-(`kdlab.models.meta_weight.teacher_outputs`).
+A batch of a single image is the exception: the CPU's convolution takes another kernel for it, whose results
+differ in the last bit (about 1e-6) from the same image's row; only a training set one image past a multiple
+of the batch size ends an epoch with such a batch. The feature distillation of notebooks 07 and 08
+(`kdlab.methods.feature_meta`) keeps its teacher's feature maps the same way (`FrozenLogits(teacher, read=...)`).
+MMKD keeps its own table of its teachers' logits and features (`kdlab.models.meta_weight.teacher_outputs`).
 """
 import torch
 

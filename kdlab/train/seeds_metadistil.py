@@ -55,13 +55,13 @@ def stacked(models, role, training):
         # BatchNorm is refused here though fit_seeds stacks it: the look-ahead's extra forward would update the
         # running statistics a second time per step
         stateful = [type(m).__name__ for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+        allowed = "a model without BatchNorm running statistics or dropout " + FALLBACK
+        if stateful:
+            raise ParameterError(role, f"{type(model).__name__} ({stateful[0]})", allowed)
         try:
-            if stateful:
-                raise ParameterError(role, f"{type(model).__name__} ({stateful[0]})", "")
             check_vectorisable(model)
         except ParameterError as error:
-            raise ParameterError(role, error.value, "a model without BatchNorm running statistics or dropout "
-                                 + FALLBACK) from None
+            raise ParameterError(role, error.value, allowed) from None
     base = copy.deepcopy(models[0]).to("meta").train(training)
     params, buffers = stack_module_state(models)
     if all(type(m) is MLP for m in models):
