@@ -2,11 +2,13 @@
 support set, Eq. 7 the student with the adapted teacher's guide, and the deployed model predicts the queries,
 first order as `tsmd.adapt_and_predict`, vmapped over chunks of episodes (`kdlab.meta.batched`).
 
-Two phases, because the two models want different chunks on the CPU (measured on one core, 5-way 1-shot, 50
-queries, one inner step): the width-8 student runs 5x faster fifty episodes at a time than one at a time, the
-width-32 teacher only 1.2x, and ten at a time (fifty are slower than one by one: its activations no longer fit
-the cache). So the teacher's phase makes every episode's guide (its support logits, or embeddings for RKD) ten
-episodes at a time, then the student's phase adapts and predicts fifty at a time.
+Two phases, because the two models want different chunks on the CPU (one core, 5-way 1-shot, 50 queries, one
+inner step): in a probe the width-8 student's step ran fastest fifty episodes per call, while the width-32
+teacher's ran fastest ten per call and slower than one by one at fifty (its activations no longer fit the cache).
+So the teacher's phase makes every episode's guide (its support logits, or embeddings for RKD) ten episodes at a
+time, then the student's phase adapts and predicts fifty at a time. Against one episode after another this
+scores 1.8-2.6x the episodes per second for the 1-shot rows with a student
+(`benchmarks/results/episodes_vectorised.md`).
 
 The student's inner loss is Eq. 7's, CE + KD_WEIGHT * L_KD, with L_KD's textbook formula: its gradient is the
 one `kd_loss` takes (kd_loss only replaces the value where float32 cancels, which a first-order step never
