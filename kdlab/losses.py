@@ -33,6 +33,15 @@ def soft_targets(logits, temperature=1.0):
     return F.softmax(logits / temperature, dim=-1)
 
 
+def kl_rows_textbook(student_logits, teacher_logits, temperature):
+    """KL(p_teacher^T || p_student^T) of each row (over the last dimension), as the textbook writes it: the term
+    whose gradient `kd_loss` takes, without its exact-value branch, so `torch.vmap` can run it (the stacked seeds
+    of `kdlab.train.seeds`, the vmapped episodes of `kdlab.methods.tsmd_batched`). Callers multiply by T^2."""
+    log_p_s = F.log_softmax(student_logits / temperature, dim=-1)
+    log_p_t = F.log_softmax(teacher_logits / temperature, dim=-1)
+    return (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1)
+
+
 def kd_loss(student_logits, teacher_logits, temperature=4.0):
     """T^2 * KL(p_teacher^T || p_student^T), averaged over the batch (Hinton et al. 2015, section 2).
 

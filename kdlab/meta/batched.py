@@ -44,15 +44,10 @@ def stack_episodes(tasks, parts):
 
 
 def over_episodes(fn, stacked, chunk):
-    """`torch.vmap(fn)` over the first dimension of the tensors `stacked`, `chunk` episodes per call; the
-    outputs (a tensor, or a tuple or dict of tensors) concatenated back in the episodes' order."""
+    """`torch.vmap(fn)` over the first dimension of the tensors `stacked`, `chunk` episodes per call; `fn`
+    returns one tensor per episode, and the outputs come back concatenated in the episodes' order."""
     if not (isinstance(chunk, int) and chunk >= 1):
         raise ParameterError("chunk", chunk, "an integer >= 1 (episodes per vmapped call)")
     batched = torch.vmap(fn, randomness="error")
-    outputs = [batched(*(t[first:first + chunk] for t in stacked)) for first in range(0, len(stacked[0]), chunk)]
-    first = outputs[0]
-    if isinstance(first, dict):
-        return {key: torch.cat([out[key] for out in outputs]) for key in first}
-    if isinstance(first, tuple):
-        return tuple(torch.cat(parts) for parts in zip(*outputs))
-    return torch.cat(outputs)
+    starts = range(0, len(stacked[0]), chunk)
+    return torch.cat([batched(*(t[first:first + chunk] for t in stacked)) for first in starts])

@@ -34,7 +34,6 @@ import torch.nn.functional as F
 from .. import config, meta
 from ..losses import kd_loss
 from ..losses_relational import rkd_loss
-from ..meta.batched import stack_episodes
 from ..meta.episodes import task_list
 from . import tsmd_batched
 from .base import Method
@@ -183,28 +182,14 @@ def adapt_and_predict(teacher, student, task, *, details=False, **knobs):
 
 
 def evaluate(teacher, student, tasks, *, one_by_one=False, **knobs):
-    """Adapt on each task's support set and score the deployed model on its query set.
-    Returns {"accuracy", "loss", "accuracies" (one per task, CPU tensor)}.
-
-    Tasks of one shape are adapted many at once (`kdlab.methods.tsmd_batched`: the same first-order steps,
-    vmapped over the episodes); `one_by_one=True`, or tasks of different shapes, adapt them one after another
-    with `adapt_and_predict`. The two agree to float32 rounding (`tests/unit/test_tsmd_batched.py`)."""
+    """Adapt to each task's support set and score its queries, tasks many at once (`tsmd_batched.query_logits`)."""
     tasks = task_list(tasks)
-    stacked = None if one_by_one else stack_episodes(tasks, (0, 1, 2, 3))
-    if stacked is None:
+    all_logits = None if one_by_one else tsmd_batched.query_logits(teacher, student, tasks, **knobs)
+    if all_logits is None:
         all_logits = [adapt_and_predict(teacher, student, task, **knobs)["logits"] for task in tasks]
-    else:
-        s = settings(**{**knobs, "first_order": True, "teacher_first_order": True})
-        heads = check_models(teacher, student, s)
-        for task in tasks:
-            check_ways(task, heads)
-        all_logits = tsmd_batched.predict(teacher, student, stacked, s)
-    accuracies, losses = [], []
-    for task, logits in zip(tasks, all_logits):
-        accuracies.append((logits.argmax(1) == task[3]).float().mean())
-        losses.append(F.cross_entropy(logits, task[3]))
-    accuracies = torch.stack(accuracies).cpu()
-    return {"accuracy": float(accuracies.mean()), "loss": float(torch.stack(losses).mean()), "accuracies": accuracies}
+    accuracies = torch.stack([(z.argmax(1) == t[3]).float().mean() for t, z in zip(tasks, all_logits)]).cpu()
+    return {"accuracy": float(accuracies.mean()), "accuracies": accuracies,
+            "loss": float(torch.stack([F.cross_entropy(z, t[3]) for t, z in zip(tasks, all_logits)]).mean())}
 
 
 def meta_optimizers(teacher, student, variant, outer, meta_lr, teacher_meta_lr):

@@ -20,9 +20,11 @@ import torch
 import torch.nn.functional as F
 
 from .. import meta
+from ..losses import kl_rows_textbook
 from ..losses_relational import rkd_loss
-from ..meta.batched import first_order_inner_loop, over_episodes
-from .tsmd_settings import route
+from ..meta.batched import first_order_inner_loop, over_episodes, stack_episodes
+from .episodic import check_ways
+from .tsmd_settings import check_models, route, settings
 
 TEACHER_EPISODES_AT_ONCE = 10
 STUDENT_EPISODES_AT_ONCE = 50
@@ -30,9 +32,7 @@ STUDENT_EPISODES_AT_ONCE = 50
 
 def kd_textbook(student_logits, teacher_logits, temperature):
     """T^2 KL(p_teacher^T || p_student^T), batch mean, as the textbook writes it (the gradient of `kd_loss`)."""
-    log_p_s = F.log_softmax(student_logits / temperature, dim=-1)
-    log_p_t = F.log_softmax(teacher_logits / temperature, dim=-1)
-    return temperature ** 2 * (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1).mean()
+    return temperature ** 2 * kl_rows_textbook(student_logits, teacher_logits, temperature).mean()
 
 
 def student_inner_loss(s):
@@ -96,13 +96,11 @@ def student_phase(student, s, stacked, guides, chunk):
     return over_episodes(one_episode, stacked[:3] + (() if guides is None else (guides,)), chunk)
 
 
-def predict(teacher, student, stacked, s, *, teacher_chunk=None,
-            student_chunk=None):
+def predict(teacher, student, stacked, s, *, teacher_chunk=TEACHER_EPISODES_AT_ONCE,
+            student_chunk=STUDENT_EPISODES_AT_ONCE):
     """The deployed model's query logits (episodes, queries, classes) for the stacked episodes
     (x_support, y_support, x_query); `s` the validated settings, first order."""
     teacher_role, has_student = route(s.variant)
-    teacher_chunk = teacher_chunk or TEACHER_EPISODES_AT_ONCE
-    student_chunk = student_chunk or STUDENT_EPISODES_AT_ONCE
     guides = None
     with torch.no_grad(), contextlib.ExitStack() as stack:
         for module in (teacher, student):
@@ -116,3 +114,17 @@ def predict(teacher, student, stacked, s, *, teacher_chunk=None,
         elif teacher_role == "fixed":
             guides = fixed_teacher_guide(teacher, s, stacked[0], student_chunk)
         return student_phase(student, s, stacked, guides, student_chunk)
+
+
+def query_logits(teacher, student, tasks, **knobs):
+    """What `tsmd.evaluate` scores: the deployed model's query logits of every task (x_s, y_s, x_q, y_q), the
+    tasks adapted many at once with the knobs of `tsmd.settings`, first order; None when the tasks' shapes
+    differ (they are then adapted one by one). Every task is checked against the models' heads first."""
+    stacked = stack_episodes(tasks, (0, 1, 2))
+    if stacked is None:
+        return None
+    s = settings(**{**knobs, "first_order": True, "teacher_first_order": True})
+    heads = check_models(teacher, student, s)
+    for task in tasks:
+        check_ways(task, heads)
+    return predict(teacher, student, stacked, s)

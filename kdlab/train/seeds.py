@@ -36,6 +36,7 @@ from torch.func import functional_call, stack_module_state
 from .. import config
 from ..data.base import random_permutation
 from ..errors import ParameterError
+from ..losses import kl_rows_textbook
 from ..methods.base import make_optimizer
 from .history import History
 from .schedules import make_schedulers
@@ -58,9 +59,7 @@ def per_seed_losses(logits, labels, teacher_logits, alpha, temperature):
     ce = F.cross_entropy(logits.reshape(s * b, c), labels.reshape(s * b), reduction="none").view(s, b).mean(1)
     if teacher_logits is None or alpha == 0:
         return {"loss": ce, "ce": ce}
-    log_p_s = F.log_softmax(logits / temperature, dim=-1)
-    log_p_t = F.log_softmax(teacher_logits / temperature, dim=-1)
-    kd = temperature ** 2 * (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1).mean(1)
+    kd = temperature ** 2 * kl_rows_textbook(logits, teacher_logits, temperature).mean(1)
     return {"loss": (1 - alpha) * ce + alpha * kd, "ce": ce, "kd": kd}
 
 
