@@ -132,3 +132,31 @@ def test_runs_started_each_without_workers_run_here_when_asked():
     jobs = parallel.start_each(lambda item: calls.append(item) or item * 10, [1, 2], workers=1)
     assert calls == []
     assert jobs[1].result() == 20 and calls == [2] and jobs[0].result() == 10 and calls == [2, 1]
+
+
+class FakeKernel:
+    """Stands in for ipykernel's kernel: records the processes still alive when its shutdown begins."""
+
+    def __init__(self, psutil):
+        self.psutil, self.alive_at_shutdown = psutil, None
+
+    def do_shutdown(self, restart):
+        self.alive_at_shutdown = [child.cmdline()[-1] for child in self.psutil.Process().children(recursive=True)]
+        return {"status": "ok", "restart": restart}
+
+
+def test_a_kernel_shutting_down_has_no_child_left_to_wait_for(monkeypatch, capfd):
+    # ipykernel SIGTERMs its children and waits; multiprocessing's resource tracker ignores SIGTERM, so a kernel
+    # with workers was killed by jupyter_client after 2.5 s instead of exiting
+    psutil = pytest.importorskip("psutil")
+    parallel.shutdown()
+    kernel = FakeKernel(psutil)
+    monkeypatch.setattr(parallel, "_jupyter_kernel", lambda: kernel)
+    monkeypatch.setitem(parallel._pool, "exit_hook", False)
+    assert parallel.map_in_workers(abs, [-1, -2], workers=2) == [1, 2]   # starts the pool, wraps do_shutdown
+    running = [child.cmdline() for child in psutil.Process().children(recursive=True)]
+    assert any("resource_tracker" in " ".join(line) for line in running) and len(running) >= 3
+    assert kernel.do_shutdown(False) == {"status": "ok", "restart": False}
+    assert kernel.alive_at_shutdown == [], "workers and resource tracker stopped before the kernel's own shutdown"
+    assert "leaked" not in capfd.readouterr().err, "the pool's semaphores were released before the tracker stopped"
+    assert parallel.map_in_workers(abs, [-3, -4], workers=2) == [3, 4]   # a later pool starts afresh
