@@ -115,8 +115,8 @@ def _stop_first_at_exit():
 
     - In a Jupyter kernel, at the kernel's shutdown request: ipykernel then SIGTERMs the children in its
       process group, waiting 0.01, 0.03, 0.1, 0.3, 1 s ... for them to go, and multiprocessing's resource
-      tracker ignores SIGTERM; jupyter_client kills the kernel after 2.5 s instead, which a headless run
-      counted in every notebook's time (1.5 s of 2.6). `stop_before_kernel_exit` runs first.
+      tracker ignores SIGTERM; jupyter_client killed the kernel after 2.5 s instead (a restart's shutdown took
+      2.6 s, 0.8-1.0 s now). `stop_before_kernel_exit` runs first.
     - At interpreter exit, the workers are killed rather than asked to finish (nobody waits for a result):
       Python joins a process pool's workers in its threading exit hooks, before `atexit`'s, in the reverse
       order of registration; this one is registered after concurrent.futures' own, so it runs first."""
