@@ -97,14 +97,15 @@ def _executor(workers):
 
 
 def shutdown(kill=False):
-    """Stop the worker processes (`kill`: at once, without waiting for their current run)."""
+    """Stop the worker processes (`kill`: at once, without waiting for their current run). Either way the pool's
+    own thread is joined, so its queues and their semaphores are released when this returns."""
     executor, _pool["executor"], _pool["workers"] = _pool["executor"], None, 0
     if executor is None:
         return
     if kill:
         for process in list((getattr(executor, "_processes", None) or {}).values()):
             process.kill()
-    executor.shutdown(wait=not kill, cancel_futures=True)
+    executor.shutdown(wait=True, cancel_futures=True)   # after a kill this only joins the pool's thread
 
 
 atexit.register(shutdown)
@@ -152,12 +153,7 @@ def stop_before_kernel_exit():
     pool starts a new tracker."""
     from multiprocessing import resource_tracker
 
-    executor, _pool["executor"], _pool["workers"] = _pool["executor"], None, 0
-    if executor is not None:
-        for process in list((getattr(executor, "_processes", None) or {}).values()):
-            process.kill()
-        executor.shutdown(wait=True, cancel_futures=True)   # the workers are dead: this joins the pool's thread
-        del executor   # the pool's queues, and their semaphores, go while the tracker still runs
+    shutdown(kill=True)   # the pool's semaphores are released while the tracker still runs
     stop = getattr(getattr(resource_tracker, "_resource_tracker", None), "_stop", None)
     if stop is not None:
         stop()
