@@ -32,6 +32,8 @@ NOTEBOOK_NAME = re.compile(r"^\d\d_.*\.ipynb$")
 # A failed run whose kernel executed no cell is rerun this many times, whatever `retries` says: jupyter_client
 # picks free ports without a lock, so two kernels starting at once can draw the same port and one dies at start.
 KERNEL_START_RETRIES = 2
+# papermill's command line, without jsonschema's one-second RFC 3987 grammar (`kdlab.papermill_cli`)
+PAPERMILL = [sys.executable, "-m", "kdlab.papermill_cli"]
 
 
 @dataclass
@@ -81,9 +83,8 @@ def execute_notebook(path, out_path, *, profile, parameters=None, execution_time
     except yaml.YAMLError:
         allowed = "plain values: numbers, strings, booleans, lists, dicts"
         raise ParameterError("parameters", parameters, allowed) from None
-    command = [sys.executable, "-m", "papermill", str(path), str(out_path), "-k", kernel,
-               "--cwd", str(path.parent), "--execution-timeout", str(execution_timeout),
-               "--no-progress-bar", "-y", parameters_yaml]
+    command = PAPERMILL + [str(path), str(out_path), "-k", kernel, "--cwd", str(path.parent),
+                           "--execution-timeout", str(execution_timeout), "--no-progress-bar", "-y", parameters_yaml]
     attempt, start_failures = 0, 0
     while True:
         attempt += 1

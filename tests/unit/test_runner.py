@@ -315,3 +315,35 @@ def test_papermill_kernels_run_headless_even_when_the_caller_is_not(tmp_path, mo
     run = runner.execute_notebook(path, tmp_path / "out.ipynb", profile="smoke", outer_timeout=300)
     assert run.status == "ok", run.error
     assert run.results["headless"] is True
+
+
+SKIPPED_GRAMMAR = """\
+import sys
+from kdlab import papermill_cli
+sys.argv = ["papermill", "--version"]
+try:
+    papermill_cli.main()
+except SystemExit:
+    pass
+import nbformat
+broken = nbformat.v4.new_notebook()
+broken.cells.append({"cell_type": "code", "source": "1"})   # no outputs, no metadata: invalid
+try:
+    nbformat.validate(broken)
+    rejected = False
+except nbformat.ValidationError:
+    rejected = True
+nbformat.validate(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")]))
+print("grammar imported:", sys.modules.get("rfc3987_syntax") is not None, "| broken rejected:", rejected)
+"""
+
+
+def test_the_runners_papermill_skips_the_iri_grammar_and_still_validates_notebooks():
+    """Every headless run starts `kdlab.papermill_cli`, whose jsonschema never compiles rfc3987-syntax's grammar
+    (1.0 s a run on a 2-core CPU) and whose nbformat still rejects an invalid notebook."""
+    import subprocess
+
+    assert runner.PAPERMILL == [sys.executable, "-m", "kdlab.papermill_cli"]
+    done = subprocess.run([sys.executable, "-c", SKIPPED_GRAMMAR], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "grammar imported: False | broken rejected: True" in done.stdout, done.stdout + done.stderr
